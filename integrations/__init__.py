@@ -1,0 +1,3 @@
+"""Adapters to ML libraries and experiment trackers."""
+
+__all__: list = []

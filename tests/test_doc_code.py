@@ -1,0 +1,26 @@
+"""Every snippet in doc_code/ runs (small sizes, so the suite stays quick)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SNIPPETS = sorted(glob.glob(os.path.join(ROOT, "doc_code", "*.py")))
+
+
+@pytest.mark.parametrize("path", SNIPPETS, ids=os.path.basename)
+def test_snippet_runs(path, tmp_path):
+    env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+               TUNE_QUICKSTART_STORAGE=str(tmp_path), TUNE_QUICKSTART_EPOCHS="2",
+               TUNE_QUICKSTART_SAMPLES="2", TUNE_DOC_STORAGE=str(tmp_path))
+    proc = subprocess.run([sys.executable, path], cwd=str(tmp_path), env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    if os.path.basename(path) == "quickstart_torch.py":
+        assert "Best trial: val_loss=" in proc.stdout
+        assert str(tmp_path) in proc.stdout

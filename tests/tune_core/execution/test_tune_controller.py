@@ -1,0 +1,285 @@
+"""The controller's decisions and trial state transitions, driven by a fake executor (no Ray)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional
+
+import pytest
+
+from tune_core.callback import Callback
+from tune_core.error import TuneError
+from tune_core.execution.placement_groups import PlacementGroupFactory
+from tune_core.execution.tune_controller import TuneController
+from tune_core.experiment.trial import TrialStatus
+from tune_core.schedulers.trial_scheduler import FIFOScheduler, SchedulerDecision
+from tune_core.search.search_algorithm import SearchAlgorithm, TrialSuggestion
+from tune_core.stopper.stopper import Stopper
+
+from .fake_executor import FakeExecutor
+
+
+class ListSearch(SearchAlgorithm):
+    """Hands out a fixed list of configs."""
+
+    def __init__(self, configs: List[Dict[str, Any]]) -> None:
+        self.configs = list(configs)
+        self.completed: Dict[str, Any] = {}
+        self.results: List[str] = []
+
+    def next_trial(self, trial_id: str) -> Optional[TrialSuggestion]:
+        if not self.configs:
+            return None
+        return TrialSuggestion(self.configs.pop(0), experiment_tag="t")
+
+    def on_trial_result(self, trial_id, result) -> None:
+        self.results.append(trial_id)
+
+    def on_trial_complete(self, trial_id, result=None, error=False) -> None:
+        self.completed[trial_id] = (result, error)
+
+    def is_finished(self) -> bool:
+        return not self.configs
+
+
+class Recorder(Callback):
+    def __init__(self) -> None:
+        self.events: List[tuple] = []
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.events.append(("start", trial.trial_id))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.events.append(("result", trial.trial_id, result["training_iteration"]))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.events.append(("complete", trial.trial_id))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.events.append(("error", trial.trial_id))
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self.events.append(("recover", trial.trial_id))
+
+    def on_experiment_end(self, trials, **info):
+        self.events.append(("end",))
+
+
+def make(configs, tmp_path, **kwargs):
+    executor = kwargs.pop("executor", None) or FakeExecutor()
+    search = ListSearch(configs)
+    rec = Recorder()
+    ctrl = TuneController(executor=executor, search_alg=search, callbacks=[rec],
+                          experiment_path=str(tmp_path), poll_timeout=0, **kwargs)
+    return ctrl, executor, search, rec
+
+
+def statuses(trials):
+    return [t.status for t in trials]
+
+
+def test_trials_run_to_completion(tmp_path):
+    ctrl, executor, search, rec = make([{}, {}, {}], tmp_path)
+    trials = ctrl.run()
+    assert statuses(trials) == [TrialStatus.TERMINATED] * 3
+    assert all(t.last_result["score"] == 3 and t.last_result["done"] for t in trials)
+    assert executor.max_running_seen == 2  # 2 CPUs, 1 CPU each
+    assert executor.shut_down
+    assert set(search.completed) == {t.trial_id for t in trials}
+    first = trials[0].trial_id
+    mine = [e for e in rec.events if len(e) > 1 and e[1] == first]
+    assert mine == [("start", first), ("result", first, 1), ("result", first, 2),
+                    ("result", first, 3), ("complete", first)]
+    assert rec.events[-1] == ("end",)
+
+
+def test_pending_until_resources_free(tmp_path):
+    ctrl, executor, _, _ = make([{}, {}, {}], tmp_path, executor=FakeExecutor(cpus=1))
+    ctrl.step()
+    ctrl.step()
+    assert ctrl.trials[0].status == TrialStatus.RUNNING
+    assert len(ctrl.trials) == 2  # one more trial created, waiting for the CPU
+    assert [t.status for t in ctrl.trials[1:]] == [TrialStatus.PENDING] * (len(ctrl.trials) - 1)
+    ctrl.run()
+    assert executor.max_running_seen == 1
+
+
+def test_max_concurrent_trials(tmp_path):
+    ctrl, executor, _, _ = make([{}] * 5, tmp_path, executor=FakeExecutor(cpus=8),
+                                max_concurrent_trials=2)
+    ctrl.run()
+    assert executor.max_running_seen == 2
+    assert statuses(ctrl.trials) == [TrialStatus.TERMINATED] * 5
+
+
+def test_fractional_resources_pack(tmp_path):
+    ctrl, executor, _, _ = make([{}] * 6, tmp_path, executor=FakeExecutor(cpus=2),
+                                resources_fn=lambda c: PlacementGroupFactory([{"CPU": 0.5}]))
+    ctrl.run()
+    assert executor.max_running_seen == 4
+
+
+def test_stopper_terminates_trial(tmp_path):
+    class AtTwo(Stopper):
+        def __call__(self, trial_id, result):
+            return result["training_iteration"] >= 2
+
+        def stop_all(self):
+            return False
+
+    ctrl, _, search, rec = make([{}], tmp_path, stopper=AtTwo())
+    (trial,) = ctrl.run()
+    assert trial.status == TrialStatus.TERMINATED
+    assert trial.last_result["training_iteration"] == 2
+    assert [e for e in rec.events if e[0] == "result"][-1][2] == 2
+    # The searcher saw the stopping result as the trial's final one.
+    assert search.completed[trial.trial_id][0]["training_iteration"] == 2
+
+
+def test_error_without_retries(tmp_path):
+    ctrl, _, search, rec = make([{"fail_at": 1}, {}], tmp_path)
+    trials = ctrl.run()
+    assert statuses(trials) == [TrialStatus.ERROR, TrialStatus.TERMINATED]
+    bad = trials[0]
+    assert bad.num_failures == 1
+    with open(bad.error_file) as f:
+        text = f.read()
+    assert "ValueError: boom" in text and "Failure # 1" in text
+    assert os.path.dirname(bad.error_file) == bad.path
+    assert search.completed[bad.trial_id][1] is True
+    assert ("error", bad.trial_id) in rec.events
+
+
+def test_retry_from_checkpoint(tmp_path):
+    config = {"results": [{"score": i} for i in range(4)], "fail_at": 2, "checkpoint_every": 1}
+    ctrl, executor, _, rec = make([config], tmp_path, max_failures=1)
+    (trial,) = ctrl.run()
+    assert trial.status == TrialStatus.TERMINATED
+    assert trial.num_failures == 1
+    assert ("recover", trial.trial_id) in rec.events
+    relaunch = executor.launches[1]
+    assert relaunch.checkpoint_path.endswith("checkpoint_000001")
+    assert relaunch.restored_iteration == 2
+    assert relaunch.checkpoint_index == 2
+    iterations = [e[2] for e in rec.events if e[0] == "result"]
+    assert iterations == [1, 2, 3, 4]
+
+
+def test_retries_exhausted_is_error(tmp_path):
+    ctrl, executor, _, _ = make([{"fail_at": 0, "fail_always": True}], tmp_path,
+                                max_failures=2)
+    (trial,) = ctrl.run()
+    assert trial.status == TrialStatus.ERROR
+    assert trial.num_failures == 3
+    assert executor.attempts[trial.trial_id] == 3
+
+
+def test_fail_fast_stops_everything(tmp_path):
+    configs = [{"fail_at": 0}] + [{"results": [{"score": 1}] * 50}] * 3
+    ctrl, _, _, _ = make(configs, tmp_path, fail_fast=True)
+    trials = ctrl.run()
+    assert trials[0].status == TrialStatus.ERROR
+    assert all(t.status == TrialStatus.TERMINATED for t in trials[1:])
+    assert all(t.last_result.get("training_iteration", 0) < 50 for t in trials[1:])
+
+
+def test_fail_fast_raise(tmp_path):
+    ctrl, _, _, _ = make([{"fail_at": 0}], tmp_path, fail_fast="raise")
+    with pytest.raises(Exception, match="boom"):
+        ctrl.run()
+
+
+class PauseOnce(FIFOScheduler):
+    """Pauses every trial once at iteration 2, then lets it finish."""
+
+    pauses_trials = True
+
+    def __init__(self):
+        super().__init__()
+        self.paused = set()
+
+    def on_trial_result(self, trial, result):
+        if result["training_iteration"] == 2 and trial.trial_id not in self.paused:
+            self.paused.add(trial.trial_id)
+            return SchedulerDecision.PAUSE
+        return SchedulerDecision.CONTINUE
+
+
+def test_pause_and_resume(tmp_path):
+    config = {"results": [{"score": i} for i in range(4)]}
+    ctrl, executor, _, rec = make([config], tmp_path, scheduler=PauseOnce())
+    ctrl.step()  # create + start
+    seen = set()
+    while not ctrl.is_finished():
+        ctrl.step()
+        seen.add(ctrl.trials[0].status)
+    (trial,) = ctrl.trials
+    assert TrialStatus.PAUSED in seen
+    assert trial.status == TrialStatus.TERMINATED
+    assert len(executor.launches) == 2
+    resumed = executor.launches[1]
+    assert resumed.checkpoint_path is not None
+    assert resumed.restored_iteration == 2
+    iterations = [e[2] for e in rec.events if e[0] == "result"]
+    assert iterations == [1, 2, 3, 4]
+
+
+def test_stop_all_terminates_pending(tmp_path):
+    class StopAllAfterFirst(Stopper):
+        def __init__(self):
+            self.n = 0
+
+        def __call__(self, trial_id, result):
+            self.n += 1
+            return False
+
+        def stop_all(self):
+            return self.n >= 1
+
+    ctrl, executor, _, _ = make([{"results": [{"score": 1}] * 10}] * 5, tmp_path,
+                                stopper=StopAllAfterFirst(), executor=FakeExecutor(cpus=1))
+    trials = ctrl.run()
+    assert all(t.status == TrialStatus.TERMINATED for t in trials)
+    assert len(executor.launches) == 1  # the waiting trials never started
+
+
+def test_resources_that_never_fit(tmp_path):
+    ctrl, executor, _, _ = make([{}], tmp_path,
+                                resources_fn=lambda c: PlacementGroupFactory([{"CPU": 4}]))
+    (trial,) = ctrl.run()
+    assert trial.status == TrialStatus.ERROR
+    assert "can never fit" in trial.error_msg and "4" in trial.error_msg
+    assert executor.launches == []
+
+
+def test_missing_metric_is_a_clear_error(tmp_path):
+    ctrl, _, _, _ = make([{"results": [{"loss": 1.0}]}], tmp_path, strict_metrics=["acc"])
+    with pytest.raises(TuneError) as info:
+        ctrl.run()
+    message = str(info.value)
+    assert "'acc'" in message and "loss" in message
+
+
+def test_metric_skipped_in_later_results_is_tolerated(tmp_path):
+    results = [{"acc": 0.1}, {"other": 1}, {"acc": 0.3}]
+    ctrl, _, search, _ = make([{"results": results}], tmp_path, strict_metrics=["acc"])
+    (trial,) = ctrl.run()
+    assert trial.status == TrialStatus.TERMINATED
+    assert len(search.results) == 2  # the searcher only saw results holding the metric
+
+
+def test_trial_dirnames_are_short(tmp_path):
+    class LongTags(ListSearch):
+        def next_trial(self, trial_id):
+            if not self.configs:
+                return None
+            self.configs.pop()
+            return TrialSuggestion({"x": 1}, experiment_tag="0_" + "averyveryverylongname=1," * 20)
+
+    executor = FakeExecutor()
+    ctrl = TuneController(executor=executor, search_alg=LongTags([{}]),
+                          experiment_path=str(tmp_path), poll_timeout=0,
+                          trainable_name="a_trainable_with_a_long_name_indeed")
+    (trial,) = ctrl.run()
+    assert len(trial.dirname) <= 64
+    assert trial.trial_id in trial.dirname

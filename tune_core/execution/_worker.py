@@ -1,0 +1,219 @@
+"""What runs inside a trial's worker process (a Ray actor).
+
+One worker runs one trial at a time, in a thread: the user's function, or a loop
+over ``Trainable.step``. Results wait in a small buffer that the driver drains in
+batches with ``fetch``; ``report`` blocks only when the buffer is full, so the
+user's code rarely waits for a round trip to the driver.
+
+With worker reuse, each new trial gets a fresh session and a fresh trainable
+object (or the same object after ``reset_config`` when ``reuse_actors=True``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+import threading
+import traceback
+from typing import Any, Dict, List, Optional
+
+from tune_core.execution.executor import TrialLaunch
+from tune_core.trainable import session as session_mod
+from tune_core.trainable.session import _StopTrial, _TrialSession
+from tune_core.trainable.trainable import Trainable, _load_from, _save_into
+
+# A result buffer this long lets a fast trial run ahead of the driver a little.
+DEFAULT_LOOKAHEAD = 32
+
+_OUR_FILES = (os.path.abspath(__file__), os.path.abspath(session_mod.__file__))
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The exception's traceback without this module's frames (the user's own code first)."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if os.path.abspath(f.filename) not in _OUR_FILES]
+    lines = ["Traceback (most recent call last):\n"]
+    lines += traceback.format_list(frames)
+    lines += traceback.format_exception_only(type(exc), exc)
+    text = "".join(lines)
+    if exc.__cause__ is not None:
+        text = _user_traceback(exc.__cause__) + \
+            "\nThe above exception was the direct cause of the following exception:\n\n" + text
+    return text
+
+
+class TrialWorker:
+    """The actor class body; the executor wraps it with ``ray.remote``."""
+
+    def __init__(self, trainable: Any, reuse_object: bool = False,
+                 lookahead: int = DEFAULT_LOOKAHEAD) -> None:
+        self._trainable = trainable
+        self._is_class = inspect.isclass(trainable)
+        self._reuse_object = reuse_object and self._is_class
+        self._lookahead = lookahead
+        self._obj: Optional[Trainable] = None
+        self._session: Optional[_TrialSession] = None
+        self._thread: Optional[threading.Thread] = None
+        self._outcome: Optional[Dict[str, Any]] = None
+        self._node_ip = ""
+        self._cwd = os.getcwd()
+        try:
+            import ray
+
+            self._node_ip = ray.util.get_node_ip_address()
+        except Exception:  # running outside Ray (tests of this class)
+            self._node_ip = "127.0.0.1"
+
+    def ready(self) -> Dict[str, Any]:
+        return {"node_ip": self._node_ip, "pid": os.getpid()}
+
+    # --- control, called by the executor ----------------------------------------------------
+    def start(self, launch: TrialLaunch) -> Dict[str, Any]:
+        if self._thread is not None and self._thread.is_alive():
+            raise RuntimeError("TrialWorker.start while a trial is still running")
+        os.makedirs(launch.trial_dir, exist_ok=True)
+        sess = _TrialSession(
+            trial_id=launch.trial_id, trial_name=launch.trial_name, trial_dir=launch.trial_dir,
+            experiment_name=launch.experiment_name, resources=launch.resources,
+            config=launch.config, node_ip=self._node_ip,
+            checkpoint_path=launch.checkpoint_path,
+            restored_iteration=launch.restored_iteration,
+            restored_time_total=launch.restored_time_total,
+            checkpoint_index=launch.checkpoint_index, lookahead=self._lookahead)
+        self._session = sess
+        self._outcome = None
+        session_mod._set_session(sess)
+        # Relative paths in user code land in the trial directory, as in Ray Tune.
+        os.chdir(launch.trial_dir)
+        target = self._run_class if self._is_class else self._run_function
+        self._thread = threading.Thread(target=self._guard, args=(target, launch), daemon=True,
+                                        name=f"trial-{launch.trial_id}")
+        self._thread.start()
+        return self.ready()
+
+    def fetch(self, timeout: float = 2.0) -> Dict[str, Any]:
+        """Results reported since the last fetch; waits up to ``timeout`` for the first.
+
+        ``state`` is ``running`` while the trial goes on, then one of ``finished``,
+        ``failed``, ``stopped`` or ``paused`` (with the remaining results).
+        """
+        sess = self._session
+        if sess is None:
+            return {"results": [], "state": "stopped"}
+        results = sess.take(timeout)
+        if sess.thread_done and self._thread is not None:
+            self._thread.join()
+            rest = sess.take(0)
+            outcome = dict(self._outcome or {"state": "finished"})
+            outcome["results"] = results + rest
+            return outcome
+        return {"results": results, "state": "running"}
+
+    def stop(self, pause: bool = False) -> None:
+        if self._session is not None:
+            self._session.request_stop(pause=pause)
+
+    # --- the trial thread --------------------------------------------------------------------
+    def _guard(self, target, launch: TrialLaunch) -> None:
+        sess = self._session
+        assert sess is not None
+        try:
+            target(launch, sess)
+            self._outcome = {"state": "finished"}
+        except _StopTrial:
+            self._outcome = self._stopped_outcome(sess)
+        except BaseException as exc:  # noqa: B902 - everything the user raised goes back
+            if sess.stop_requested and isinstance(exc, (SystemExit, KeyboardInterrupt)):
+                self._outcome = self._stopped_outcome(sess)
+            else:
+                self._outcome = {"state": "failed", "error_type": type(exc).__name__,
+                                 "error": f"{type(exc).__name__}: {exc}",
+                                 "traceback": _user_traceback(exc)}
+        finally:
+            self._cleanup()
+            session_mod._set_session(None)
+            try:
+                os.chdir(self._cwd)
+            except OSError:
+                pass
+            sess.mark_done()
+
+    def _stopped_outcome(self, sess: _TrialSession) -> Dict[str, Any]:
+        if sess.pause_requested:
+            return {"state": "paused", "checkpoint_path": sess.latest_checkpoint_path}
+        return {"state": "stopped"}
+
+    def _cleanup(self) -> None:
+        if self._obj is None:
+            return
+        if self._reuse_object and self._outcome and self._outcome["state"] != "failed":
+            return  # kept for the next trial; cleaned up when the worker goes away
+        try:
+            self._obj.cleanup()
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+        self._obj = None
+
+    def _run_function(self, launch: TrialLaunch, sess: _TrialSession) -> None:
+        ret = self._trainable(launch.config)
+        if ret is None:
+            return
+        if isinstance(ret, (int, float)) and not isinstance(ret, bool):
+            ret = {"_metric": ret}
+        if not isinstance(ret, dict):
+            raise TypeError(f"The trainable returned {type(ret).__name__} {ret!r}; a function "
+                            "trainable may return None, a number or a dict of metrics")
+        result = sess.fill_auto_fields(ret)
+        result["done"] = True
+        sess.put(result)
+
+    def _run_class(self, launch: TrialLaunch, sess: _TrialSession) -> None:
+        info = {"trial_id": launch.trial_id, "trial_name": launch.trial_name,
+                "trial_dir": launch.trial_dir}
+        obj = self._obj
+        if obj is not None and obj.reset_config(launch.config):
+            obj.config = launch.config
+            obj._trial_id, obj._trial_name, obj._trial_dir = (
+                launch.trial_id, launch.trial_name, launch.trial_dir)
+            obj._iteration, obj._time_total = 0, 0.0
+        else:
+            if obj is not None:  # reset_config said no: a fresh object instead
+                obj.cleanup()
+            obj = self._trainable(launch.config, _trial_info=info)
+            self._obj = obj
+        if launch.checkpoint_path:
+            _load_from(obj, launch.checkpoint_path)
+        obj._iteration = max(obj._iteration, launch.restored_iteration)
+        freq = launch.checkpoint_frequency
+        while True:
+            sess.check_stop()
+            result = obj.step()
+            if not isinstance(result, dict):
+                raise TypeError(f"{type(obj).__name__}.step() must return a dict of metrics, "
+                                f"got {type(result).__name__}: {result!r}")
+            obj._iteration += 1
+            result = sess.fill_auto_fields(result)
+            obj._time_total = sess.time_total
+            done = bool(result.get("done"))
+            if result.pop("should_checkpoint", False) or (freq and obj._iteration % freq == 0) \
+                    or (done and launch.checkpoint_at_end):
+                result["checkpoint_dir_name"] = self._save(obj, sess)
+            if sess.stop_requested and sess.pause_requested:
+                break
+            sess.put(result)
+            if done:
+                return
+        # Paused between steps: save so the trial resumes from here.
+        self._save(obj, sess)
+        raise _StopTrial()
+
+    def _save(self, obj: Trainable, sess: _TrialSession) -> str:
+        name = f"checkpoint_{sess.checkpoint_index:06d}"
+        sess.checkpoint_index += 1
+        dest = os.path.join(sess.trial_dir, name)
+        tmp = dest + ".tmp"
+        _save_into(obj, tmp)
+        os.replace(tmp, dest)
+        sess.latest_checkpoint_path = dest
+        return name

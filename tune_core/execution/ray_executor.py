@@ -1,0 +1,326 @@
+"""Runs trials on Ray: one actor per trial slot, each inside its own placement group.
+
+Worker processes are reused by default: when a trial ends, its actor and placement
+group wait in a pool keyed by resource shape, and the next trial with the same
+shape starts in it at once (a fresh session and trainable object every time).
+Starting a new process costs hundreds of milliseconds; reuse costs one call.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+import uuid
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import ray
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from tune_core.error import TrialError
+from tune_core.execution._worker import DEFAULT_LOOKAHEAD, TrialWorker
+from tune_core.execution.executor import (
+    Executor, ExecutorEvent, TrialFailed, TrialFinished, TrialLaunch, TrialPaused, TrialResults,
+    TrialStarted, TrialStopped)
+from tune_core.execution.placement_groups import PlacementGroupFactory
+
+logger = logging.getLogger(__name__)
+
+_EPS = 1e-9
+
+
+class _Slot:
+    """One worker actor with its placement group."""
+
+    __slots__ = ("actor", "pg", "shape", "trial_id", "trial_name", "stop_requested", "pause",
+                 "stop_deadline", "healthy", "node_ip", "pid")
+
+    def __init__(self, actor: Any, pg: Any, shape: PlacementGroupFactory) -> None:
+        self.actor = actor
+        self.pg = pg
+        self.shape = shape
+        self.trial_id: Optional[str] = None
+        self.trial_name = ""
+        self.stop_requested = False
+        self.pause = False
+        self.stop_deadline = 0.0
+        self.healthy = True
+        self.node_ip = ""
+        self.pid = 0
+
+
+def _fits(free: Dict[str, float], need: Dict[str, float]) -> bool:
+    return all(free.get(k, 0.0) + _EPS >= v for k, v in need.items())
+
+
+class RayExecutor(Executor):
+    """Runs each trial in a Ray actor placed in a placement group built from its resources.
+
+    Args:
+        trainable: the function or ``Trainable`` class (put into the object store once).
+        reuse_actors: None (default) reuses worker processes with a fresh trainable per
+            trial; True also keeps a class trainable's object and calls ``reset_config``;
+            False starts a new actor (named after its trial) for every trial.
+        stop_timeout: seconds a trial may take to stop before its worker is killed.
+    """
+
+    def __init__(self, trainable: Any, *, reuse_actors: Optional[bool] = None,
+                 stop_timeout: float = 30.0, fetch_timeout: float = 2.0,
+                 lookahead: int = DEFAULT_LOOKAHEAD, experiment_name: str = "tune") -> None:
+        self._trainable = trainable
+        self._reuse_actors = reuse_actors
+        self._stop_timeout = stop_timeout
+        self._fetch_timeout = fetch_timeout
+        self._lookahead = lookahead
+        self._experiment_name = experiment_name
+        self._slots: Dict[str, _Slot] = {}
+        self._idle: Dict[PlacementGroupFactory, List[_Slot]] = {}
+        self._refs: Dict[Any, Tuple[str, _Slot]] = {}
+        self._used: Dict[str, float] = {}
+        self._events: List[ExecutorEvent] = []
+        self._worker_cls: Any = None
+        self._trainable_ref: Any = None
+        self._total: Dict[str, float] = {}
+        self._nodes: List[Dict[str, float]] = []
+        self._counter = itertools.count()
+        self._uid = uuid.uuid4().hex[:4]  # keeps actor names unique across experiments
+
+    # --- setup --------------------------------------------------------------------------------
+    def setup(self) -> None:
+        if not ray.is_initialized():
+            raise RuntimeError("RayExecutor.setup: Ray is not initialised")
+        self._trainable_ref = ray.put(self._trainable)
+        self._worker_cls = ray.remote(TrialWorker)
+        self.refresh_resources()
+
+    def refresh_resources(self) -> None:
+        self._nodes = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+        total: Dict[str, float] = {}
+        for node in self._nodes:
+            for k, v in node.items():
+                total[k] = total.get(k, 0.0) + v
+        self._total = total
+
+    def total_resources(self) -> Dict[str, float]:
+        return dict(self._total)
+
+    def largest_node_resources(self) -> Sequence[Dict[str, float]]:
+        return [dict(n) for n in self._nodes]
+
+    # --- accounting ---------------------------------------------------------------------------
+    def _free(self) -> Dict[str, float]:
+        return {k: v - self._used.get(k, 0.0) for k, v in self._total.items()}
+
+    def _take(self, need: Dict[str, float], sign: float) -> None:
+        for k, v in need.items():
+            self._used[k] = self._used.get(k, 0.0) + sign * v
+
+    def _reuse_processes(self) -> bool:
+        return self._reuse_actors is not False
+
+    def can_start(self, resources: PlacementGroupFactory) -> bool:
+        need = resources.required_resources
+        if self._reuse_processes() and self._idle.get(resources):
+            return True
+        free = self._free()
+        if _fits(free, need):
+            return True
+        for shape, slots in self._idle.items():  # idle workers of other shapes can make room
+            for slot in slots:
+                for k, v in shape.required_resources.items():
+                    free[k] = free.get(k, 0.0) + v
+        return _fits(free, need)
+
+    # --- trial control ------------------------------------------------------------------------
+    def start_trial(self, launch: TrialLaunch) -> None:
+        shape = launch.resources
+        slot = self._pop_idle(shape) if self._reuse_processes() else None
+        if slot is None:
+            self._make_room(shape.required_resources)
+            slot = self._new_slot(shape, launch.trial_name)
+        slot.trial_id = launch.trial_id
+        slot.trial_name = launch.trial_name
+        slot.stop_requested = False
+        slot.pause = False
+        self._slots[launch.trial_id] = slot
+        self._refs[slot.actor.start.remote(launch)] = ("start", slot)
+
+    def _pop_idle(self, shape: PlacementGroupFactory) -> Optional[_Slot]:
+        slots = self._idle.get(shape)
+        if not slots:
+            return None
+        slot = slots.pop()
+        if not slots:
+            del self._idle[shape]
+        return slot
+
+    def _make_room(self, need: Dict[str, float]) -> None:
+        for shape in list(self._idle):
+            while not _fits(self._free(), need) and self._idle.get(shape):
+                self._destroy(self._pop_idle(shape))
+
+    def _new_slot(self, shape: PlacementGroupFactory, trial_name: str) -> _Slot:
+        bundles = [b for b in shape.bundles if b]
+        head = shape.head_bundle
+        options: Dict[str, Any] = {
+            "num_cpus": head.get("CPU", 0.0), "num_gpus": head.get("GPU", 0.0),
+            "max_concurrency": 4, "max_restarts": 0,
+            "resources": {k: v for k, v in head.items() if k not in ("CPU", "GPU", "memory")},
+        }
+        if head.get("memory"):
+            options["memory"] = head["memory"]
+        pg = None
+        if bundles:
+            pg = placement_group(bundles, strategy=shape.strategy)
+            options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+                pg, placement_group_bundle_index=0 if head else -1,
+                placement_group_capture_child_tasks=True)
+        # Actors are named for `ray list actors` and the dashboard: after their trial when
+        # they serve one trial, after the experiment when they are reused across trials.
+        if self._reuse_processes():
+            options["name"] = f"{self._experiment_name}:{self._uid}:worker_{next(self._counter)}"
+        else:
+            options["name"] = f"{trial_name}_{next(self._counter)}"
+        options["namespace"] = "tune_core"
+        actor = self._worker_cls.options(**options).remote(
+            self._trainable_ref, self._reuse_actors is True, self._lookahead)
+        self._take(shape.required_resources, +1)
+        return _Slot(actor, pg, shape)
+
+    def _destroy(self, slot: Optional[_Slot]) -> None:
+        if slot is None:
+            return
+        try:
+            ray.kill(slot.actor, no_restart=True)
+        except Exception:
+            pass
+        if slot.pg is not None:
+            try:
+                remove_placement_group(slot.pg)
+            except Exception:
+                pass
+        self._take(slot.shape.required_resources, -1)
+
+    def _release(self, slot: _Slot) -> None:
+        """A trial is done with its slot: pool it for reuse or destroy it."""
+        if slot.trial_id is not None and self._slots.get(slot.trial_id) is slot:
+            del self._slots[slot.trial_id]
+        slot.trial_id = None
+        if slot.healthy and self._reuse_processes():
+            self._idle.setdefault(slot.shape, []).append(slot)
+        else:
+            self._destroy(slot)
+
+    def stop_trial(self, trial_id: str) -> None:
+        self._request_stop(trial_id, pause=False)
+
+    def pause_trial(self, trial_id: str) -> None:
+        self._request_stop(trial_id, pause=True)
+
+    def _request_stop(self, trial_id: str, pause: bool) -> None:
+        slot = self._slots.get(trial_id)
+        if slot is None or slot.stop_requested:
+            return
+        slot.stop_requested = True
+        slot.pause = pause
+        slot.stop_deadline = time.monotonic() + self._stop_timeout
+        slot.actor.stop.remote(pause)
+
+    # --- events -------------------------------------------------------------------------------
+    def poll(self, timeout: float) -> List[ExecutorEvent]:
+        events, self._events = self._events, []
+        refs = list(self._refs)
+        if refs:
+            ready, _ = ray.wait(refs, num_returns=1, timeout=0 if events else timeout)
+            if ready and len(refs) > 1:
+                ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+            for ref in ready:
+                kind, slot = self._refs.pop(ref)
+                if kind == "start":
+                    self._on_started(ref, slot, events)
+                else:
+                    self._on_fetched(ref, slot, events)
+        elif not events and timeout > 0:
+            time.sleep(min(timeout, 0.05))
+        self._kill_stuck(events)
+        return events
+
+    def _on_started(self, ref: Any, slot: _Slot, events: List[ExecutorEvent]) -> None:
+        trial_id = slot.trial_id
+        try:
+            info = ray.get(ref)
+        except Exception as exc:  # the actor could not be created or the trainable not loaded
+            slot.healthy = False
+            self._release(slot)
+            events.append(self._failure(trial_id, exc, "could not start"))
+            return
+        slot.node_ip, slot.pid = info["node_ip"], info["pid"]
+        events.append(TrialStarted(trial_id, slot.node_ip, slot.pid))
+        if slot.stop_requested:
+            slot.actor.stop.remote(slot.pause)
+        self._refs[slot.actor.fetch.remote(self._fetch_timeout)] = ("fetch", slot)
+
+    def _on_fetched(self, ref: Any, slot: _Slot, events: List[ExecutorEvent]) -> None:
+        trial_id = slot.trial_id
+        try:
+            out = ray.get(ref)
+        except Exception as exc:  # the worker process died
+            slot.healthy = False
+            self._release(slot)
+            if slot.stop_requested and not slot.pause:
+                events.append(TrialStopped(trial_id))
+            else:
+                events.append(self._failure(trial_id, exc, "died"))
+            return
+        results, state = out["results"], out["state"]
+        if results and not slot.stop_requested:
+            events.append(TrialResults(trial_id, results))
+        if state == "running":
+            self._refs[slot.actor.fetch.remote(self._fetch_timeout)] = ("fetch", slot)
+            return
+        if state == "failed" and not slot.stop_requested:
+            slot.healthy = True  # the user's code raised; the process itself is fine
+            self._release(slot)
+            err = TrialError(out["error"], trial_id=trial_id, traceback_str=out["traceback"],
+                             cause_type=out["error_type"])
+            events.append(TrialFailed(trial_id, err, out["traceback"]))
+            return
+        self._release(slot)
+        if state == "paused" or (slot.stop_requested and slot.pause):
+            events.append(TrialPaused(trial_id, out.get("checkpoint_path")))
+        elif slot.stop_requested:
+            events.append(TrialStopped(trial_id))
+        else:
+            events.append(TrialFinished(trial_id))
+
+    def _failure(self, trial_id: Optional[str], exc: BaseException, what: str) -> TrialFailed:
+        msg = f"The worker of trial {trial_id} {what}: {type(exc).__name__}: {exc}"
+        return TrialFailed(trial_id or "", TrialError(msg, trial_id=trial_id or "",
+                                                      cause_type=type(exc).__name__), msg)
+
+    def _kill_stuck(self, events: List[ExecutorEvent]) -> None:
+        now = time.monotonic()
+        for trial_id, slot in list(self._slots.items()):
+            if slot.stop_requested and now > slot.stop_deadline:
+                logger.warning("Trial %s did not stop within %.0f s; killing its worker.",
+                               trial_id, self._stop_timeout)
+                for ref, (_, s) in list(self._refs.items()):
+                    if s is slot:
+                        del self._refs[ref]
+                slot.healthy = False
+                self._release(slot)
+                events.append(TrialPaused(trial_id, None) if slot.pause else
+                              TrialStopped(trial_id))
+
+    def num_workers(self) -> int:
+        return len(self._slots) + sum(len(v) for v in self._idle.values())
+
+    def shutdown(self) -> None:
+        for slot in list(self._slots.values()):
+            slot.healthy = False
+            self._release(slot)
+        for shape in list(self._idle):
+            while self._idle.get(shape):
+                self._destroy(self._pop_idle(shape))
+        self._refs.clear()

@@ -1,0 +1,441 @@
+"""The TuneController: the driver's event loop. It never imports Ray.
+
+Each :meth:`TuneController.step`:
+
+1. creates trials from the search algorithm while there is room;
+2. starts the trials the scheduler picks, while the executor has resources;
+3. takes the executor's events (results, completions, failures), in batches;
+4. passes each result through stopper -> scheduler -> searcher -> callbacks;
+5. applies the decisions (continue, pause, stop);
+6. checks whether the experiment as a whole should stop.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections import OrderedDict
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set
+
+from tune_core.callback import Callback, CallbackList
+from tune_core.checkpoint import Checkpoint
+from tune_core.error import TrialError, TuneError
+from tune_core.execution.executor import (
+    Executor, TrialFailed, TrialFinished, TrialLaunch, TrialPaused, TrialResults, TrialStarted,
+    TrialStopped)
+from tune_core.execution.placement_groups import PlacementGroupFactory
+from tune_core.experiment.trial import Trial, TrialStatus, new_run_prefix, new_trial_id
+from tune_core.schedulers.trial_scheduler import FIFOScheduler, SchedulerDecision, TrialScheduler
+from tune_core.search.search_algorithm import SearchAlgorithm
+from tune_core.stopper.stopper import Stopper
+
+__all__ = ["TuneController"]
+
+_MAX_DIRNAME = 64
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.=,+-]+")
+
+
+def _default_dirname(trial: Trial) -> str:
+    base = f"{trial.trainable_name[:20]}_{trial.trial_id}"
+    tag = _UNSAFE.sub("_", trial.experiment_tag)
+    name = f"{base}_{tag}" if tag else base
+    return name[:_MAX_DIRNAME].rstrip("_.")
+
+
+def _fits(free: Dict[str, float], need: Dict[str, float]) -> bool:
+    return all(free.get(k, 0.0) + 1e-9 >= v for k, v in need.items())
+
+
+class TuneController:
+    """Drives one experiment. See the module docstring for the loop.
+
+    Args:
+        executor: runs the trials (Ray, or a fake in tests).
+        search_alg: where new trials come from.
+        scheduler: decides continue/pause/stop per result and which trial runs next.
+        resources_fn: the resource request of a trial, from its config.
+        strict_metrics: metric names every result must hold once a trial reported them
+            (the first result of each trial must hold them all).
+        clock: a monotonic clock; tests inject a fake one.
+    """
+
+    def __init__(
+        self,
+        *,
+        executor: Executor,
+        search_alg: SearchAlgorithm,
+        scheduler: Optional[TrialScheduler] = None,
+        stopper: Optional[Stopper] = None,
+        callbacks: Sequence[Callback] = (),
+        resources_fn: Callable[[Dict[str, Any]], PlacementGroupFactory] = lambda c:
+            PlacementGroupFactory([{"CPU": 1}]),
+        trainable_name: str = "trainable",
+        experiment_name: str = "experiment",
+        experiment_path: str = "",
+        strict_metrics: Sequence[str] = (),
+        max_concurrent_trials: Optional[int] = None,
+        max_failures: int = 0,
+        fail_fast: Any = False,
+        trial_name_creator: Optional[Callable[[Trial], str]] = None,
+        trial_dirname_creator: Optional[Callable[[Trial], str]] = None,
+        checkpoint_frequency: int = 0,
+        checkpoint_at_end: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        poll_timeout: float = 0.2,
+    ) -> None:
+        self._executor = executor
+        self._search_alg = search_alg
+        self._scheduler = scheduler or FIFOScheduler()
+        self._stopper = stopper
+        self._callbacks = CallbackList(list(callbacks))
+        self._resources_fn = resources_fn
+        self._trainable_name = trainable_name
+        self._experiment_name = experiment_name
+        self._experiment_path = experiment_path
+        self._strict_metrics = tuple(strict_metrics)
+        self._max_concurrent = max_concurrent_trials or 0
+        self._max_failures = max_failures
+        self._fail_fast = fail_fast
+        self._trial_name_creator = trial_name_creator
+        self._trial_dirname_creator = trial_dirname_creator
+        self._checkpoint_frequency = checkpoint_frequency
+        self._checkpoint_at_end = checkpoint_at_end
+        self._clock = clock
+        self._poll_timeout = poll_timeout
+
+        self.trials: List[Trial] = []
+        self._by_id: Dict[str, Trial] = {}
+        # Trials that may be started: PENDING ones and PAUSED ones whose save is done.
+        self._waiting: "OrderedDict[str, Trial]" = OrderedDict()
+        self._active: Dict[str, Trial] = {}     # starting or running in the executor
+        self._stopping: Set[str] = set()        # stop/pause sent, executor not done yet
+        self._pausing: Set[str] = set()
+        self._checkpoint_counters: Dict[str, Dict[str, float]] = {}
+        self._run_prefix = new_run_prefix()
+        self._next_index = 0
+        self._search_finished = False
+        self._stop_all = False
+        self._fatal: Optional[BaseException] = None
+        self.iteration = 0
+        self._started = False
+
+    # --- public ------------------------------------------------------------------------------
+    @property
+    def search_alg(self) -> SearchAlgorithm:
+        return self._search_alg
+
+    @property
+    def scheduler(self) -> TrialScheduler:
+        return self._scheduler
+
+    def run(self) -> List[Trial]:
+        """Run the experiment to the end and return all trials."""
+        try:
+            while not self.is_finished():
+                self.step()
+        finally:
+            self.cleanup()
+        if self._fatal is not None:
+            raise self._fatal
+        return self.trials
+
+    def is_finished(self) -> bool:
+        if self._fatal is not None:
+            return True
+        if self._stop_all or self._search_finished:
+            return not self._active and not self._stopping and not self._waiting
+        return False
+
+    def request_stop(self) -> None:
+        """End the experiment soon: stop running trials, start no new ones (e.g. on SIGINT)."""
+        self._stop_experiment()
+
+    def step(self) -> None:
+        if not self._started:
+            self._started = True
+            self._executor.setup()
+        self.iteration += 1
+        self._callbacks.on_step_begin(iteration=self.iteration, trials=self.trials)
+        if not self._stop_all:
+            self._create_and_start_trials()
+        busy = bool(self._active or self._stopping)
+        for event in self._executor.poll(self._poll_timeout if busy else 0.01):
+            self._handle(event)
+            if self._fatal is not None:
+                return
+        if not self._stop_all and self._stopper is not None and self._stopper.stop_all():
+            self._stop_experiment()
+        self._callbacks.on_step_end(iteration=self.iteration, trials=self.trials)
+
+    def cleanup(self) -> None:
+        for trial_id in list(self._active):
+            self._executor.stop_trial(trial_id)
+        self._executor.shutdown()
+        self._callbacks.on_experiment_end(trials=self.trials)
+
+    # --- 1. and 2.: creating and starting trials ---------------------------------------------
+    def _has_pending(self) -> bool:
+        return any(t.status == TrialStatus.PENDING for t in self._waiting.values())
+
+    def _create_and_start_trials(self) -> None:
+        while True:
+            if self._max_concurrent and len(self._active) >= self._max_concurrent:
+                return
+            if not self._search_finished and not self._has_pending():
+                self._create_trial()
+            if not self._waiting:
+                return
+            candidates = [t.snapshot() for t in self._waiting.values()]
+            chosen = self._scheduler.choose_trial_to_run(candidates)
+            if chosen is None:
+                return
+            trial = self._waiting.get(chosen)
+            if trial is None:
+                raise TuneError(f"{self._scheduler.debug_string()}.choose_trial_to_run returned "
+                                f"{chosen!r}, which is not one of the candidates' ids")
+            if not self._executor.can_start(trial.placement_group_factory):
+                return
+            self._launch(trial)
+
+    def _create_trial(self) -> None:
+        trial_id = new_trial_id(self._run_prefix, self._next_index)
+        suggestion = self._search_alg.next_trial(trial_id)
+        if suggestion is None:
+            if self._search_alg.is_finished():
+                self._search_finished = True
+            return
+        self._next_index += 1
+        trial = Trial(trial_id, suggestion.config, trainable_name=self._trainable_name,
+                      experiment_tag=suggestion.experiment_tag,
+                      evaluated_params=dict(suggestion.evaluated_params),
+                      experiment_path=self._experiment_path)
+        self.trials.append(trial)
+        self._by_id[trial_id] = trial
+        try:
+            if self._trial_name_creator is not None:
+                trial.trial_name = str(self._trial_name_creator(trial))
+            dirname = (self._trial_dirname_creator(trial) if self._trial_dirname_creator
+                       else _default_dirname(trial))
+            trial.dirname = _UNSAFE.sub("_", str(dirname))[:255] or trial.trial_id
+            trial.placement_group_factory = self._resources_fn(trial.config)
+            self._check_fits(trial)
+        except Exception as exc:  # a bad creator or resource request fails this trial only
+            if not trial.dirname:
+                trial.dirname = _default_dirname(trial)
+            self._scheduler.on_trial_add(trial.snapshot())
+            self._fail(trial, TrialError(f"{type(exc).__name__}: {exc}", trial_id=trial_id),
+                       "", retry=False)
+            return
+        self._scheduler.on_trial_add(trial.snapshot())
+        self._waiting[trial_id] = trial
+
+    def _check_fits(self, trial: Trial) -> None:
+        pgf = trial.placement_group_factory
+        total = self._executor.total_resources()
+        nodes = list(self._executor.largest_node_resources())
+        need = pgf.required_resources
+        ok = _fits(total, need) and all(any(_fits(n, b) for n in nodes) for b in pgf.bundles)
+        if ok and pgf.strategy == "STRICT_PACK":
+            ok = any(_fits(n, need) for n in nodes)
+        if not ok:
+            have = ", ".join(f"{v:g} {k}" for k, v in sorted(total.items())
+                             if not k.startswith("node:") and k != "object_store_memory")
+            raise TuneError(f"Trial {trial.trial_name} requests {pgf!r}, which can never fit "
+                            f"this cluster (it has {have}). Lower the request in "
+                            "tune.with_resources(...) or add nodes with those resources.")
+
+    def _launch(self, trial: Trial) -> None:
+        del self._waiting[trial.trial_id]
+        self._active[trial.trial_id] = trial
+        counters = self._checkpoint_counters.get(trial.trial_id, {})
+        checkpoint = trial.checkpoint
+        self._executor.start_trial(TrialLaunch(
+            trial_id=trial.trial_id, trial_name=trial.trial_name, trial_dir=trial.path,
+            experiment_name=self._experiment_name, experiment_path=self._experiment_path,
+            config=trial.config, resources=trial.placement_group_factory,
+            checkpoint_path=checkpoint.path if checkpoint is not None else None,
+            restored_iteration=int(counters.get("iteration", 0)) if checkpoint else 0,
+            restored_time_total=float(counters.get("time_total", 0.0)) if checkpoint else 0.0,
+            checkpoint_index=int(counters.get("next_index", 0)),
+            checkpoint_frequency=self._checkpoint_frequency,
+            checkpoint_at_end=self._checkpoint_at_end))
+
+    # --- 3. events -----------------------------------------------------------------------------
+    def _handle(self, event: Any) -> None:
+        trial = self._by_id.get(event.trial_id)
+        if trial is None:
+            return
+        if isinstance(event, TrialStarted):
+            if trial.trial_id in self._active and trial.status != TrialStatus.TERMINATED:
+                trial.node_ip = event.node_ip
+                trial.set_status(TrialStatus.RUNNING)
+                self._callbacks.on_trial_start(iteration=self.iteration, trials=self.trials,
+                                               trial=trial)
+        elif isinstance(event, TrialResults):
+            if trial.status == TrialStatus.RUNNING:
+                for result in event.results:
+                    if not self._on_result(trial, result):
+                        break
+        elif isinstance(event, TrialFinished):
+            self._active.pop(trial.trial_id, None)
+            self._stopping.discard(trial.trial_id)
+            if trial.status == TrialStatus.RUNNING:
+                if trial.last_result:
+                    trial.last_result["done"] = True
+                self._complete(trial)
+        elif isinstance(event, TrialFailed):
+            self._active.pop(trial.trial_id, None)
+            self._stopping.discard(trial.trial_id)
+            if trial.trial_id in self._pausing:
+                self._pausing.discard(trial.trial_id)
+            if not trial.is_finished():
+                self._fail(trial, event.error, event.traceback_str)
+        elif isinstance(event, TrialPaused):
+            self._active.pop(trial.trial_id, None)
+            self._stopping.discard(trial.trial_id)
+            self._pausing.discard(trial.trial_id)
+            if event.checkpoint_path:
+                self._record_checkpoint(trial, event.checkpoint_path, trial.last_result)
+            if trial.status == TrialStatus.PAUSED:
+                self._waiting[trial.trial_id] = trial
+        elif isinstance(event, TrialStopped):
+            self._active.pop(trial.trial_id, None)
+            self._stopping.discard(trial.trial_id)
+
+    # --- 4. results ----------------------------------------------------------------------------
+    def _on_result(self, trial: Trial, result: Dict[str, Any]) -> bool:
+        """Process one result; False when the trial should take no more results."""
+        result["config"] = trial.config
+        result["experiment_tag"] = trial.experiment_tag
+        complete = self._check_metrics(trial, result)
+        if self._fatal is not None:
+            return False
+        decision = SchedulerDecision.CONTINUE
+        if result.get("done"):
+            decision = SchedulerDecision.STOP
+        if complete:
+            if self._stopper is not None and self._stopper(trial.trial_id, result):
+                decision = SchedulerDecision.STOP
+            if decision != SchedulerDecision.STOP:
+                decision = self._scheduler.on_trial_result(trial.snapshot(), result)
+                if not isinstance(decision, SchedulerDecision):
+                    decision = SchedulerDecision(decision)
+            if decision != SchedulerDecision.STOP:
+                self._search_alg.on_trial_result(trial.trial_id, result)
+        trial.update_last_result(result)
+        self._callbacks.on_trial_result(iteration=self.iteration, trials=self.trials,
+                                        trial=trial, result=result)
+        name = result.get("checkpoint_dir_name")
+        if name:
+            self._record_checkpoint(trial, f"{trial.path}/{name}", result)
+        if decision == SchedulerDecision.STOP:
+            self._stop_trial(trial, result)
+            return False
+        if decision == SchedulerDecision.PAUSE:
+            self._pause_trial(trial)
+            return False
+        return True
+
+    def _check_metrics(self, trial: Trial, result: Dict[str, Any]) -> bool:
+        """Whether the result holds every metric the decision makers need.
+
+        A trial's first result must hold them (a typo is caught at once); later
+        results may skip one, and then only the loggers see them.
+        """
+        missing = [m for m in self._strict_metrics if m not in result]
+        if not missing:
+            return True
+        if trial.num_results > 0 and all(m in trial.metric_analysis for m in missing):
+            return False
+        keys = sorted(k for k in result if k != "config")
+        self._fatal = TuneError(
+            f"Trial {trial.trial_name} reported a result without the metric "
+            f"{', '.join(map(repr, missing))}, which the experiment is configured to use "
+            f"(TuneConfig(metric=...), the scheduler, the searcher or RunConfig(stop=...)). "
+            f"The result had these keys: {keys}. Report it with "
+            f"tune.report({{{missing[0]!r}: value, ...}}) in every result, or fix the name.")
+        self._stop_experiment()
+        return False
+
+    def _record_checkpoint(self, trial: Trial, path: str, result: Dict[str, Any]) -> None:
+        trial.checkpoint = Checkpoint(path)
+        index = int(path.rstrip("/").rsplit("_", 1)[-1]) if path[-6:].isdigit() else 0
+        self._checkpoint_counters[trial.trial_id] = {
+            "iteration": result.get("training_iteration", 0),
+            "time_total": result.get("time_total_s", 0.0),
+            "next_index": index + 1}
+        self._callbacks.on_trial_save(iteration=self.iteration, trials=self.trials, trial=trial)
+        self._callbacks.on_checkpoint(iteration=self.iteration, trials=self.trials, trial=trial,
+                                      checkpoint=trial.checkpoint)
+
+    # --- 5. decisions --------------------------------------------------------------------------
+    def _stop_trial(self, trial: Trial, result: Optional[Dict[str, Any]]) -> None:
+        if trial.trial_id in self._active:
+            self._stopping.add(trial.trial_id)
+            self._executor.stop_trial(trial.trial_id)
+        self._complete(trial)
+
+    def _pause_trial(self, trial: Trial) -> None:
+        trial.set_status(TrialStatus.PAUSED)
+        self._pausing.add(trial.trial_id)
+        self._stopping.add(trial.trial_id)
+        self._executor.pause_trial(trial.trial_id)
+
+    def _complete(self, trial: Trial) -> None:
+        self._waiting.pop(trial.trial_id, None)
+        trial.set_status(TrialStatus.TERMINATED)
+        result = trial.last_result or None
+        self._scheduler.on_trial_complete(trial.snapshot(), result)
+        self._search_alg.on_trial_complete(trial.trial_id, result)
+        self._callbacks.on_trial_complete(iteration=self.iteration, trials=self.trials,
+                                          trial=trial)
+
+    def _fail(self, trial: Trial, error: BaseException, traceback_str: str,
+              retry: bool = True) -> None:
+        trial.num_failures += 1
+        self._write_error(trial, error, traceback_str)
+        if retry and (self._max_failures < 0 or trial.num_failures <= self._max_failures):
+            # Retried from its newest checkpoint (or from scratch) in a new worker.
+            trial.set_status(TrialStatus.PENDING)
+            self._waiting[trial.trial_id] = trial
+            self._callbacks.on_trial_recover(iteration=self.iteration, trials=self.trials,
+                                             trial=trial)
+            return
+        self._waiting.pop(trial.trial_id, None)
+        trial.set_status(TrialStatus.ERROR)
+        trial.error = error
+        self._scheduler.on_trial_error(trial.snapshot())
+        self._search_alg.on_trial_complete(trial.trial_id, trial.last_result or None, error=True)
+        self._callbacks.on_trial_error(iteration=self.iteration, trials=self.trials, trial=trial)
+        if self._fail_fast == "raise":
+            self._fatal = error
+            self._stop_experiment()
+        elif self._fail_fast:
+            self._stop_experiment()
+
+    def _write_error(self, trial: Trial, error: BaseException, traceback_str: str) -> None:
+        text = traceback_str or str(error)
+        trial.error_msg = text
+        try:
+            os.makedirs(trial.path, exist_ok=True)
+            path = os.path.join(trial.path, "error.txt")
+            with open(path, "a") as f:
+                f.write(f"Failure # {trial.num_failures} (occurred at "
+                        f"{time.strftime('%Y-%m-%d_%H-%M-%S')})\n{text}\n")
+            trial.error_file = path
+        except OSError:
+            pass  # the message is still on the trial and in the console
+
+    # --- 6. the experiment as a whole ----------------------------------------------------------
+    def _stop_experiment(self) -> None:
+        if self._stop_all:
+            return
+        self._stop_all = True
+        for trial in list(self._waiting.values()):
+            self._complete(trial)
+        for trial in list(self._active.values()):
+            if trial.status == TrialStatus.RUNNING or trial.status == TrialStatus.PENDING:
+                self._stop_trial(trial, None)
+        for trial_id in list(self._pausing):
+            self._complete(self._by_id[trial_id])

@@ -1,0 +1,115 @@
+"""The trial scheduler interface and the default first-in-first-out scheduler."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Dict, Optional, Sequence
+
+from tune_core.experiment.trial import TrialSnapshot, TrialStatus
+
+__all__ = ["TrialScheduler", "FIFOScheduler", "SchedulerDecision"]
+
+
+class SchedulerDecision(str, enum.Enum):
+    """What a scheduler wants done with a trial after a result."""
+
+    CONTINUE = "CONTINUE"
+    PAUSE = "PAUSE"
+    STOP = "STOP"
+    NOOP = "NOOP"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class TrialScheduler:
+    """Decides, result by result, whether trials continue, pause or stop.
+
+    A scheduler sees immutable :class:`TrialSnapshot` objects and returns
+    decisions; it never calls into the controller or Ray.
+
+    Order of calls::
+
+        set_search_properties(metric, mode)      once, before any trial
+        on_trial_add(trial)                      a trial was created (PENDING)
+        choose_trial_to_run(candidates)          which PENDING/PAUSED trial starts next
+        on_trial_result(trial, result)           -> CONTINUE | PAUSE | STOP | NOOP
+        on_trial_complete(trial, result)         the trial ended normally
+        on_trial_error(trial)                    the trial failed for good
+        on_trial_remove(trial)                   the trial was stopped by a decision
+                                                 other than this scheduler's
+    """
+
+    CONTINUE = SchedulerDecision.CONTINUE
+    PAUSE = SchedulerDecision.PAUSE
+    STOP = SchedulerDecision.STOP
+    NOOP = SchedulerDecision.NOOP
+
+    metric: Optional[str] = None
+    mode: Optional[str] = None
+    #: True when the scheduler pauses trials (it then needs checkpoints to resume them).
+    pauses_trials: bool = False
+
+    def set_search_properties(self, metric: Optional[str], mode: Optional[str],
+                              **spec: Any) -> bool:
+        """Take metric/mode from the TuneConfig unless the scheduler has its own.
+
+        Returns False if the scheduler already has a different metric or mode.
+        """
+        if self.metric and metric and self.metric != metric:
+            return False
+        if self.mode and mode and self.mode != mode:
+            return False
+        if metric and not self.metric:
+            self.metric = metric
+        if mode and not self.mode:
+            self.mode = mode
+        return True
+
+    def on_trial_add(self, trial: TrialSnapshot) -> None:
+        pass
+
+    def on_trial_result(self, trial: TrialSnapshot, result: Dict[str, Any]) -> SchedulerDecision:
+        return SchedulerDecision.CONTINUE
+
+    def on_trial_complete(self, trial: TrialSnapshot, result: Optional[Dict[str, Any]]) -> None:
+        pass
+
+    def on_trial_error(self, trial: TrialSnapshot) -> None:
+        pass
+
+    def on_trial_remove(self, trial: TrialSnapshot) -> None:
+        pass
+
+    def choose_trial_to_run(self, candidates: Sequence[TrialSnapshot]) -> Optional[str]:
+        """Return the id of the candidate to start next, or None to start nothing.
+
+        ``candidates`` are PENDING and PAUSED trials in creation order.
+        """
+        raise NotImplementedError
+
+    def debug_string(self) -> str:
+        return type(self).__name__
+
+    def get_state(self) -> Dict[str, Any]:
+        return dict(self.__dict__)
+
+    def set_state(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+
+class FIFOScheduler(TrialScheduler):
+    """Runs trials in creation order: PENDING trials first, then PAUSED ones."""
+
+    def __init__(self, metric: Optional[str] = None, mode: Optional[str] = None) -> None:
+        self.metric = metric
+        self.mode = mode
+
+    def choose_trial_to_run(self, candidates: Sequence[TrialSnapshot]) -> Optional[str]:
+        for trial in candidates:
+            if trial.status == TrialStatus.PENDING:
+                return trial.trial_id
+        for trial in candidates:
+            if trial.status == TrialStatus.PAUSED:
+                return trial.trial_id
+        return None

@@ -1,0 +1,232 @@
+"""The per-trial session inside a worker: ``report``, ``get_checkpoint``, ``get_context``.
+
+One trial runs in a worker process at a time, so the session is a module global;
+that also makes ``report`` work from any thread the user's code starts.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import socket
+import threading
+import time
+from collections import deque
+from typing import Any, Deque, Dict, List, Optional
+
+from tune_core.checkpoint import Checkpoint
+from tune_core.error import TuneError
+
+__all__ = ["report", "get_checkpoint", "get_context", "TuneContext"]
+
+_session: Optional["_TrialSession"] = None
+_HOSTNAME = socket.gethostname()
+
+
+class _StopTrial(BaseException):
+    """Raised inside ``report`` to end a trial the controller stopped or paused.
+
+    A BaseException so that a user's ``except Exception`` does not swallow it.
+    """
+
+
+class TuneContext:
+    """Describes the running trial (``tune.get_context()``)."""
+
+    def __init__(self, session: "_TrialSession") -> None:
+        self._s = session
+
+    def get_trial_id(self) -> str:
+        return self._s.trial_id
+
+    def get_trial_name(self) -> str:
+        return self._s.trial_name
+
+    def get_trial_dir(self) -> str:
+        return self._s.trial_dir
+
+    def get_experiment_name(self) -> str:
+        return self._s.experiment_name
+
+    def get_trial_resources(self) -> Any:
+        """The trial's ``PlacementGroupFactory``."""
+        return self._s.resources
+
+    def get_world_size(self) -> int:
+        return 1
+
+    def get_world_rank(self) -> int:
+        return 0
+
+    def get_local_rank(self) -> int:
+        return 0
+
+    def get_node_rank(self) -> int:
+        return 0
+
+    def get_local_world_size(self) -> int:
+        return 1
+
+    def __repr__(self) -> str:
+        return f"TuneContext(trial_name={self.get_trial_name()!r})"
+
+
+class _TrialSession:
+    """State of one trial inside its worker: counters, the result buffer, stop flags."""
+
+    def __init__(self, *, trial_id: str, trial_name: str, trial_dir: str, experiment_name: str,
+                 resources: Any, config: Dict[str, Any], node_ip: str,
+                 checkpoint_path: Optional[str], restored_iteration: int,
+                 restored_time_total: float, checkpoint_index: int, lookahead: int) -> None:
+        self.trial_id = trial_id
+        self.trial_name = trial_name
+        self.trial_dir = trial_dir
+        self.experiment_name = experiment_name
+        self.resources = resources
+        self.config = config
+        self.node_ip = node_ip
+        self.pid = os.getpid()
+        self.loaded_checkpoint = Checkpoint(checkpoint_path) if checkpoint_path else None
+        self.latest_checkpoint_path = checkpoint_path
+        self.iteration = restored_iteration
+        self.time_total = restored_time_total
+        self.iterations_since_restore = 0
+        self.start_time = time.time()
+        self._last_report_time = self.start_time
+        self.checkpoint_index = checkpoint_index
+        self.lookahead = max(1, lookahead)
+        self._buffer: Deque[Dict[str, Any]] = deque()
+        self._cond = threading.Condition()
+        self.stop_requested = False
+        self.pause_requested = False
+        self.thread_done = False
+
+    # --- called from the trial's thread ------------------------------------------------------
+    def fill_auto_fields(self, metrics: Dict[str, Any]) -> Dict[str, Any]:
+        now = time.time()
+        result = dict(metrics)
+        self.iteration += 1
+        self.iterations_since_restore += 1
+        time_this_iter = result.get("time_this_iter_s")
+        if not isinstance(time_this_iter, (int, float)):
+            time_this_iter = now - self._last_report_time
+            result["time_this_iter_s"] = time_this_iter
+        self._last_report_time = now
+        self.time_total += time_this_iter
+        result.setdefault("done", False)
+        result.setdefault("training_iteration", self.iteration)
+        result["trial_id"] = self.trial_id
+        result["time_total_s"] = self.time_total
+        result.setdefault("timestamp", int(now))
+        result["date"] = datetime.datetime.fromtimestamp(now).strftime("%Y-%m-%d_%H-%M-%S")
+        result["pid"] = self.pid
+        result["hostname"] = _HOSTNAME
+        result["node_ip"] = self.node_ip
+        result["time_since_restore"] = now - self.start_time
+        result["iterations_since_restore"] = self.iterations_since_restore
+        return result
+
+    def persist_checkpoint(self, checkpoint: Checkpoint) -> str:
+        """Copy a reported checkpoint into the trial dir as ``checkpoint_%06d``; return its name."""
+        name = f"checkpoint_{self.checkpoint_index:06d}"
+        self.checkpoint_index += 1
+        dest = os.path.join(self.trial_dir, name)
+        src = os.path.abspath(checkpoint.path)
+        if src != os.path.abspath(dest):
+            # Written under a temporary name and renamed, so nobody sees half a checkpoint.
+            tmp = dest + ".tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            if checkpoint._is_local():
+                shutil.copytree(src, tmp)
+            else:
+                checkpoint.to_directory(tmp)
+            shutil.rmtree(dest, ignore_errors=True)
+            os.replace(tmp, dest)
+        self.latest_checkpoint_path = dest
+        self.loaded_checkpoint = Checkpoint(dest)
+        return name
+
+    def put(self, result: Dict[str, Any]) -> None:
+        """Queue a result for the driver; blocks while the look-ahead buffer is full."""
+        with self._cond:
+            while len(self._buffer) >= self.lookahead and not self.stop_requested:
+                self._cond.wait(0.5)
+            if self.stop_requested:
+                raise _StopTrial()
+            self._buffer.append(result)
+            self._cond.notify_all()
+
+    def check_stop(self) -> None:
+        if self.stop_requested:
+            raise _StopTrial()
+
+    def report(self, metrics: Dict[str, Any], checkpoint: Optional[Checkpoint] = None) -> None:
+        self.check_stop()
+        if not isinstance(metrics, dict):
+            raise TypeError(f"tune.report(metrics) takes a dict of metric name to value, got "
+                            f"{type(metrics).__name__}: {metrics!r}")
+        if checkpoint is not None and not isinstance(checkpoint, Checkpoint):
+            raise TypeError("tune.report(checkpoint=...) takes a tune.Checkpoint (for example "
+                            f"Checkpoint.from_directory(path)), got {checkpoint!r}")
+        result = self.fill_auto_fields(metrics)
+        if checkpoint is not None:
+            result["checkpoint_dir_name"] = self.persist_checkpoint(checkpoint)
+        self.put(result)
+
+    # --- called from the worker's fetch ------------------------------------------------------
+    def take(self, timeout: float) -> List[Dict[str, Any]]:
+        """Wait up to ``timeout`` for results (or the end of the thread) and take them all."""
+        with self._cond:
+            if not self._buffer and not self.thread_done:
+                self._cond.wait(timeout)
+            out = list(self._buffer)
+            self._buffer.clear()
+            self._cond.notify_all()
+            return out
+
+    def mark_done(self) -> None:
+        with self._cond:
+            self.thread_done = True
+            self._cond.notify_all()
+
+    def request_stop(self, pause: bool = False) -> None:
+        with self._cond:
+            self.stop_requested = True
+            self.pause_requested = pause
+            self._cond.notify_all()
+
+
+def _current(name: str) -> _TrialSession:
+    if _session is None:
+        raise TuneError(
+            f"tune.{name}() was called outside a trial. It only works inside a trainable "
+            "that tune_core runs, e.g. a function passed to tune.Tuner(train_fn, ...).fit().")
+    return _session
+
+
+def report(metrics: Dict[str, Any], *, checkpoint: Optional[Checkpoint] = None) -> None:
+    """Report metrics (and optionally a checkpoint) for the current trial.
+
+    Args:
+        metrics: a dict of metric name to value; automatic fields such as
+            ``training_iteration`` and ``time_total_s`` are added.
+        checkpoint: a ``Checkpoint`` of a directory you wrote; it is copied into
+            the trial's storage before ``report`` returns.
+    """
+    _current("report").report(metrics, checkpoint)
+
+
+def get_checkpoint() -> Optional[Checkpoint]:
+    """The checkpoint to resume from (after a restart, a pause or a restore), or None."""
+    return _current("get_checkpoint").loaded_checkpoint
+
+
+def get_context() -> TuneContext:
+    """Describes the current trial: id, name, directory, experiment name, resources."""
+    return TuneContext(_current("get_context"))
+
+
+def _set_session(session: Optional[_TrialSession]) -> None:
+    global _session
+    _session = session

@@ -1,0 +1,275 @@
+"""``Tuner``: the entry point (Ray Tune's ``tune.Tuner``)."""
+
+from __future__ import annotations
+
+import datetime
+import inspect
+import os
+import signal
+import sys
+import threading
+from typing import Any, Dict, List, Optional
+
+from tune_core.callback import Callback
+from tune_core.config import RunConfig, TuneConfig
+from tune_core.error import TuneError
+from tune_core.result_grid import ResultGrid
+from tune_core.trainable.trainable import Trainable
+from tune_core.trainable.util import (
+    get_trainable_name, has_static_resources, resolve_resources)
+
+__all__ = ["Tuner"]
+
+DEFAULT_STORAGE_PATH = "~/tune_results"
+
+
+def _check_trainable(trainable: Any) -> None:
+    if trainable is None:
+        raise TypeError("Tuner(trainable): pass a function train_fn(config) or a "
+                        "tune.Trainable subclass")
+    if inspect.isclass(trainable):
+        if not issubclass(trainable, Trainable):
+            raise TypeError(f"Tuner(trainable={trainable!r}): a class trainable must subclass "
+                            "tune.Trainable")
+        return
+    if isinstance(trainable, str):
+        raise TypeError(f"Tuner(trainable={trainable!r}): registered trainable names are not "
+                        "supported; pass the function or class itself")
+    if not callable(trainable):
+        raise TypeError(f"Tuner(trainable={trainable!r}): pass a function train_fn(config) "
+                        "or a tune.Trainable subclass")
+
+
+class Tuner:
+    """Runs a hyperparameter search.
+
+    Args:
+        trainable: a function ``train_fn(config)`` or a ``tune.Trainable`` subclass
+            (optionally wrapped by ``with_parameters``/``with_resources``).
+        param_space: the search space: a dict of constants, domains
+            (``tune.uniform`` ...), ``tune.grid_search`` and ``tune.sample_from``.
+        tune_config: how to search (``TuneConfig``).
+        run_config: where results go and when to stop (``RunConfig``).
+    """
+
+    def __init__(self, trainable: Any = None, *, param_space: Optional[Dict[str, Any]] = None,
+                 tune_config: Optional[TuneConfig] = None,
+                 run_config: Optional[RunConfig] = None) -> None:
+        _check_trainable(trainable)
+        if param_space is None:
+            param_space = {}
+        if not isinstance(param_space, dict):
+            raise TypeError(f"Tuner(param_space={param_space!r}): use a dict of parameter name "
+                            "to value or search domain")
+        if tune_config is not None and not isinstance(tune_config, TuneConfig):
+            raise TypeError(f"Tuner(tune_config={tune_config!r}): use a tune.TuneConfig")
+        if run_config is not None and not isinstance(run_config, RunConfig):
+            raise TypeError(f"Tuner(run_config={run_config!r}): use a tune.RunConfig")
+        from tune_core.search.variant_generator import validate_param_space
+
+        validate_param_space(param_space)
+        self._trainable = trainable
+        self._param_space = param_space
+        self._tune_config = tune_config or TuneConfig()
+        self._run_config = run_config or RunConfig()
+        self._results: Optional[ResultGrid] = None
+
+    # --- assembling the experiment -------------------------------------------------------------
+    def _search_alg(self):
+        from tune_core.search.basic_variant import BasicVariantGenerator
+        from tune_core.search.search_algorithm import SearchAlgorithm
+        from tune_core.search.search_generator import SearchGenerator
+        from tune_core.search.searcher import Searcher
+
+        alg = self._tune_config.search_alg
+        if alg is None:
+            alg = BasicVariantGenerator()
+        elif isinstance(alg, Searcher):
+            alg = SearchGenerator(alg)
+        elif not isinstance(alg, SearchAlgorithm):
+            raise TypeError(f"TuneConfig(search_alg={alg!r}): use a tune Searcher (e.g. "
+                            "searchers.optuna.OptunaSearch) or a SearchAlgorithm")
+        tc = self._tune_config
+        if not alg.set_search_properties(tc.metric, tc.mode, self._param_space):
+            raise ValueError(f"TuneConfig(metric={tc.metric!r}, mode={tc.mode!r}) conflicts with "
+                             f"the metric/mode given to the search algorithm {alg!r}; set them "
+                             "in one place")
+        alg.add_configurations(self._param_space, tc.num_samples)
+        return alg
+
+    def _scheduler(self):
+        from tune_core.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
+
+        sched = self._tune_config.scheduler or FIFOScheduler()
+        if not isinstance(sched, TrialScheduler):
+            raise TypeError(f"TuneConfig(scheduler={sched!r}): use a tune TrialScheduler (e.g. "
+                            "schedulers.ASHAScheduler)")
+        tc = self._tune_config
+        if not sched.set_search_properties(tc.metric, tc.mode):
+            raise ValueError(f"TuneConfig(metric={tc.metric!r}, mode={tc.mode!r}) conflicts with "
+                             f"the scheduler's metric={sched.metric!r}, mode={sched.mode!r}; set "
+                             "them in one place")
+        if not isinstance(sched, FIFOScheduler) and not (sched.metric and sched.mode):
+            raise ValueError(f"{type(sched).__name__} needs a metric and a mode: pass them to the "
+                             "scheduler or set TuneConfig(metric=..., mode=...)")
+        return sched
+
+    def _stopper(self):
+        from tune_core.stopper import CombinedStopper, TimeoutStopper
+        from tune_core.stopper._resolve import resolve_stopper
+
+        stoppers = []
+        user = resolve_stopper(self._run_config.stop)
+        if user is not None:
+            stoppers.append(user)
+        if self._tune_config.time_budget_s is not None:
+            stoppers.append(TimeoutStopper(self._tune_config.time_budget_s))
+        if not stoppers:
+            return None
+        return stoppers[0] if len(stoppers) == 1 else CombinedStopper(*stoppers)
+
+    def _experiment_path(self, trainable_name: str) -> tuple:
+        rc = self._run_config
+        storage = os.path.abspath(os.path.expanduser(rc.storage_path or DEFAULT_STORAGE_PATH))
+        if rc.storage_path and "://" in rc.storage_path and not rc.storage_path.startswith(
+                "file://"):
+            raise NotImplementedError(f"RunConfig(storage_path={rc.storage_path!r}): remote "
+                                      "storage is not supported yet; use a local or NFS path")
+        if rc.storage_path and rc.storage_path.startswith("file://"):
+            storage = rc.storage_path[len("file://"):]
+        name = rc.name
+        if name is None:
+            stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+            name = f"{trainable_name}_{stamp}"
+            base, n = name, 1
+            while os.path.exists(os.path.join(storage, name)):
+                n += 1
+                name = f"{base}_{n}"
+        path = os.path.join(storage, name)
+        os.makedirs(path, exist_ok=True)
+        return name, path
+
+    def _strict_metrics(self, search_alg, scheduler, stopper) -> List[str]:
+        from tune_core.schedulers.trial_scheduler import FIFOScheduler
+
+        names: List[str] = []
+        if self._tune_config.metric:
+            names.append(self._tune_config.metric)
+        if not isinstance(scheduler, FIFOScheduler) and scheduler.metric:
+            names.append(scheduler.metric)
+        searcher_metric = getattr(getattr(search_alg, "searcher", None), "metric", None)
+        if isinstance(searcher_metric, str):
+            names.append(searcher_metric)
+        names.extend(getattr(stopper, "keys", None) or [])
+        return list(dict.fromkeys(names))
+
+    # --- running -------------------------------------------------------------------------------
+    def fit(self) -> ResultGrid:
+        """Run the experiment and return its results.
+
+        Trial errors do not raise here (unless ``FailureConfig(fail_fast="raise")``):
+        they are in ``ResultGrid.errors`` and each trial's ``error.txt``.
+        """
+        import ray
+
+        from tune_core.execution.ray_executor import RayExecutor
+        from tune_core.execution.tune_controller import TuneController
+        from tune_core.logger import CSVLoggerCallback, JsonLoggerCallback
+        from tune_core.progress_reporter import ProgressReporterCallback
+
+        tc, rc = self._tune_config, self._run_config
+        trainable_name = get_trainable_name(self._trainable)
+        search_alg = self._search_alg()
+        scheduler = self._scheduler()
+        stopper = self._stopper()
+        if not ray.is_initialized():
+            ray.init(ignore_reinit_error=True)
+        executor = RayExecutor(self._trainable, reuse_actors=tc.reuse_actors,
+                               experiment_name=rc.name or trainable_name)
+        executor.setup()
+        if has_static_resources(self._trainable):
+            self._check_static_resources(executor)
+        name, path = self._experiment_path(trainable_name)
+        verbose = 1 if rc.verbose is None else int(rc.verbose)
+        callbacks: List[Callback] = list(rc.callbacks or [])
+        callbacks += [JsonLoggerCallback(), CSVLoggerCallback()]
+        reporter = ProgressReporterCallback(verbose=verbose, reporter=rc.progress_reporter,
+                                            metric=tc.metric, mode=tc.mode)
+        callbacks.append(reporter)
+        cc = rc.checkpoint_config
+        at_end = bool(cc.checkpoint_at_end) if cc.checkpoint_at_end is not None else \
+            inspect.isclass(self._trainable)
+        if not inspect.isclass(self._trainable) and (cc.checkpoint_frequency or
+                                                     cc.checkpoint_at_end):
+            raise ValueError("CheckpointConfig(checkpoint_frequency=..., checkpoint_at_end=...) "
+                             "only apply to class trainables; a function trainable saves "
+                             "checkpoints with tune.report(metrics, checkpoint=...)")
+        controller = TuneController(
+            executor=executor, search_alg=search_alg, scheduler=scheduler, stopper=stopper,
+            callbacks=callbacks,
+            resources_fn=lambda config: resolve_resources(self._trainable, config),
+            trainable_name=trainable_name, experiment_name=name, experiment_path=path,
+            strict_metrics=self._strict_metrics(search_alg, scheduler, stopper),
+            max_concurrent_trials=tc.max_concurrent_trials,
+            max_failures=rc.failure_config.max_failures,
+            fail_fast=rc.failure_config.fail_fast,
+            trial_name_creator=tc.trial_name_creator,
+            trial_dirname_creator=tc.trial_dirname_creator,
+            checkpoint_frequency=cc.checkpoint_frequency if inspect.isclass(self._trainable)
+            else 0, checkpoint_at_end=at_end and inspect.isclass(self._trainable))
+        for cb in callbacks:
+            cb.setup(stop=rc.stop, num_samples=tc.num_samples,
+                     total_num_samples=search_alg.total_samples, experiment_name=name,
+                     experiment_path=path, time_budget_s=tc.time_budget_s,
+                     total_resources=executor.total_resources(),
+                     search_alg_name=type(getattr(search_alg, "searcher", search_alg)).__name__,
+                     scheduler_name=type(scheduler).__name__)
+        with _graceful_sigint(controller):
+            trials = controller.run()
+        self._results = ResultGrid(trials, path, tc.metric, tc.mode)
+        return self._results
+
+    def _check_static_resources(self, executor) -> None:
+        from tune_core.execution.tune_controller import _fits
+
+        pgf = resolve_resources(self._trainable, {})
+        total = executor.total_resources()
+        nodes = executor.largest_node_resources()
+        if _fits(total, pgf.required_resources) and all(
+                any(_fits(n, b) for n in nodes) for b in pgf.bundles):
+            return
+        have = ", ".join(f"{v:g} {k}" for k, v in sorted(total.items())
+                         if not k.startswith("node:") and k != "object_store_memory")
+        raise TuneError(f"Each trial requests {pgf!r}, which can never fit this Ray cluster "
+                        f"(it has {have}). Lower the request (tune.with_resources) or start "
+                        "Ray with more resources.")
+
+    def get_results(self) -> ResultGrid:
+        if self._results is None:
+            raise RuntimeError("Tuner.get_results(): call fit() first")
+        return self._results
+
+
+class _graceful_sigint:
+    """First Ctrl+C ends the experiment cleanly (results are kept); a second one aborts."""
+
+    def __init__(self, controller) -> None:
+        self._controller = controller
+        self._previous = None
+        self._count = 0
+
+    def _handler(self, signum, frame) -> None:
+        self._count += 1
+        if self._count > 1:
+            raise KeyboardInterrupt
+        sys.stderr.write("\nStopping the experiment (Ctrl+C again to abort at once)...\n")
+        self._controller.request_stop()
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
