@@ -1,0 +1,327 @@
+"""Resolving a ``param_space`` into concrete configurations.
+
+Grid searches expand to their cross product (grid parameters ordered by path, the
+first one varying fastest, as in Ray Tune); domains are sampled; ``sample_from``
+functions run once the values they read are resolved.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import random
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+from tune_core.error import SearchSpaceError
+from tune_core.search.sample import Domain, Function
+
+__all__ = ["validate_param_space", "constant_part", "count_grid_points", "generate_variants",
+           "format_path", "resolve_one"]
+
+Path = Tuple[Any, ...]
+
+
+def format_path(path: Path) -> str:
+    return "param_space" + "".join(f"[{p!r}]" for p in path)
+
+
+def _is_grid(value: Any) -> bool:
+    return isinstance(value, dict) and "grid_search" in value
+
+
+def _is_special(value: Any) -> bool:
+    return isinstance(value, Domain) or _is_grid(value)
+
+
+def _walk(space: Any, path: Path = ()) -> Iterator[Tuple[Path, Any]]:
+    """Every leaf that needs resolving (domains, grid searches, functions), with its path."""
+    if _is_special(space):
+        yield path, space
+    elif isinstance(space, dict):
+        for key, value in space.items():
+            yield from _walk(value, path + (key,))
+    elif isinstance(space, (list, tuple)):
+        for i, value in enumerate(space):
+            yield from _walk(value, path + (i,))
+
+
+def _check_foreign(value: Any, path: Path) -> None:
+    module = type(value).__module__ or ""
+    if module.startswith("ray.tune") or module.startswith("ray.air"):
+        raise SearchSpaceError(
+            f"{format_path(path)} holds a Ray Tune object ({type(value).__name__}). Build the "
+            "space with tune_core's domains (import tune_core as tune; tune.uniform(...)).")
+
+
+def validate_param_space(space: Any) -> None:
+    """Raise SearchSpaceError, naming the parameter's path, for anything malformed."""
+    if not isinstance(space, dict):
+        raise SearchSpaceError(f"param_space must be a dict, got {type(space).__name__}")
+
+    def visit(value: Any, path: Path) -> None:
+        _check_foreign(value, path)
+        if isinstance(value, Domain):
+            if value.problem:
+                raise SearchSpaceError(f"{format_path(path)}: {value.problem}")
+            return
+        if _is_grid(value):
+            extra = sorted(k for k in value if k != "grid_search")
+            if extra:
+                raise SearchSpaceError(f"{format_path(path)}: a grid_search dict may hold only "
+                                       f"the 'grid_search' key, it also has {extra}")
+            values = value["grid_search"]
+            if not isinstance(values, (list, tuple)):
+                raise SearchSpaceError(f"{format_path(path)}: grid_search needs a list of "
+                                       f"values, got {values!r}")
+            if not values:
+                raise SearchSpaceError(f"{format_path(path)}: grid_search needs at least one "
+                                       "value, got an empty list")
+            for i, item in enumerate(values):
+                visit(item, path + ("grid_search", i))
+            return
+        if isinstance(value, dict):
+            for key, item in value.items():
+                visit(item, path + (key,))
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                visit(item, path + (i,))
+
+    for key, value in space.items():
+        visit(value, (key,))
+
+
+def constant_part(space: Mapping[str, Any]) -> Dict[str, Any]:
+    """The space without its domains and grid searches (what every config shares)."""
+    out: Dict[str, Any] = {}
+    for key, value in space.items():
+        if _is_special(value):
+            continue
+        out[key] = constant_part(value) if isinstance(value, dict) else copy.deepcopy(value)
+    return out
+
+
+def count_grid_points(space: Any, fixed: Optional[Dict[Path, Any]] = None) -> int:
+    n = 1
+    for path, value in _walk(space):
+        if _is_grid(value) and not _fixed_by(path, fixed):
+            n *= len(value["grid_search"])
+    return n
+
+
+def _fixed_by(path: Path, fixed: Optional[Dict[Path, Any]]) -> bool:
+    if not fixed:
+        return False
+    return any(path[:len(p)] == p for p in fixed)
+
+
+def _set(config: Any, path: Path, value: Any) -> None:
+    target = config
+    for p in path[:-1]:
+        target = target[p]
+    target[path[-1]] = value
+
+
+def _get(config: Any, path: Path) -> Any:
+    for p in path:
+        config = config[p]
+    return config
+
+
+class _Unresolved(Exception):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+
+class _View:
+    """What a ``sample_from`` function receives: the partially resolved config.
+
+    Supports ``spec.config.a``, ``spec.config["a"]``, ``spec["a"]``, ``spec.a`` and
+    ``spec.get("a")``. Reading a value that is not resolved yet defers the function.
+    """
+
+    __slots__ = ("_data", "_path")
+
+    def __init__(self, data: Any, path: Path = ()) -> None:
+        object.__setattr__(self, "_data", data)
+        object.__setattr__(self, "_path", path)
+
+    @property
+    def config(self) -> "_View":
+        if isinstance(self._data, dict) and "config" in self._data and self._path:
+            return self._wrap("config")
+        return self
+
+    def _wrap(self, key: Any) -> Any:
+        value = self._data[key]
+        path = self._path + (key,)
+        if _is_special(value):
+            raise _Unresolved(path)
+        if isinstance(value, (dict, list, tuple)):
+            return _View(value, path)
+        return value
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._wrap(key)
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self._wrap(key)
+        except (KeyError, IndexError, TypeError):
+            raise AttributeError(key) from None
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        try:
+            return self._wrap(key)
+        except (KeyError, IndexError):
+            return default
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __iter__(self):
+        return iter(self._data)
+
+    def keys(self):
+        return self._data.keys()
+
+    def items(self):
+        return [(k, self._wrap(k)) for k in self._data]
+
+    def values(self):
+        return [self._wrap(k) for k in self._data]
+
+    def __repr__(self) -> str:
+        return f"spec({self._data!r})"
+
+
+def resolve_one(config: Dict[str, Any], rng: random.Random,
+                presampled: Optional[Dict[Path, Any]] = None) -> Dict[Path, Any]:
+    """Resolve every domain and function in ``config`` (in place); return what was chosen."""
+    chosen: Dict[Path, Any] = {}
+    pending: List[Path] = []
+    for path, value in list(_walk(config)):
+        if _is_grid(value):
+            raise SearchSpaceError(f"{format_path(path)}: a grid_search inside a grid_search "
+                                   "value or a sample_from result is not supported")
+        if isinstance(value, Function):
+            pending.append(path)
+        else:
+            sampled = presampled[path] if presampled and path in presampled else \
+                value.sample(rng)
+            _set(config, path, sampled)
+            chosen[path] = sampled
+    view = _View(config)
+    while pending:
+        deferred: List[Tuple[Path, Path]] = []
+        for path in pending:
+            fn = _get(config, path)
+            try:
+                value = fn.sample(rng, view)
+            except _Unresolved as exc:
+                deferred.append((path, exc.path))
+                continue
+            except SearchSpaceError:
+                raise
+            except Exception as exc:
+                raise SearchSpaceError(f"{format_path(path)}: the sample_from function raised "
+                                       f"{type(exc).__name__}: {exc}") from exc
+            while isinstance(value, Domain) and not isinstance(value, Function):
+                value = value.sample(rng)
+            if isinstance(value, Function):
+                value = value.sample(rng, view)
+            _set(config, path, value)
+            chosen[path] = value
+        if len(deferred) == len(pending):
+            waits = "; ".join(f"{format_path(p)} reads {format_path(q)}" for p, q in deferred)
+            raise SearchSpaceError("sample_from functions depend on each other in a circle or "
+                                   f"on values that never resolve: {waits}")
+        pending = [p for p, _ in deferred]
+    return chosen
+
+
+def _grid_points(space: Any, fixed: Optional[Dict[Path, Any]]) -> Iterator[Dict[Path, Any]]:
+    grids = sorted(((path, value["grid_search"]) for path, value in _walk(space)
+                    if _is_grid(value) and not _fixed_by(path, fixed)),
+                   key=lambda item: tuple(str(p) for p in item[0]))
+    if not grids:
+        yield {}
+        return
+    paths = [p for p, _ in grids]
+    # itertools.product varies its last argument fastest; reversed, the first path does.
+    for combo in itertools.product(*[values for _, values in reversed(grids)]):
+        yield dict(zip(reversed(paths), combo))
+
+
+def generate_variants(space: Dict[str, Any], rng: random.Random,
+                      constant_grid_search: bool = False,
+                      preset: Optional[Dict[Path, Any]] = None,
+                      ) -> Iterator[Tuple[Dict[str, Any], Dict[Path, Any]]]:
+    """One sample of the space: a config for each grid point, lazily.
+
+    Yields ``(config, chosen)`` where ``chosen`` maps each resolved path to its value.
+    ``preset`` fixes some paths (a point to evaluate) before anything is sampled.
+    """
+    presampled: Optional[Dict[Path, Any]] = None
+    if constant_grid_search:
+        presampled = {}
+        for path, value in _walk(space):
+            if isinstance(value, Domain) and not isinstance(value, Function) and \
+                    not _fixed_by(path, preset):
+                presampled[path] = value.sample(rng)
+    for point in _grid_points(space, preset):
+        config = copy.deepcopy(space)
+        chosen: Dict[Path, Any] = {}
+        for path, value in (preset or {}).items():
+            _set_creating(config, path, copy.deepcopy(value))
+            chosen[path] = value
+        for path, value in point.items():
+            _set(config, path, copy.deepcopy(value))
+            chosen[path] = value
+        chosen.update(resolve_one(config, rng, presampled))
+        yield config, chosen
+
+
+def _set_creating(config: Dict[str, Any], path: Path, value: Any) -> None:
+    target = config
+    for p in path[:-1]:
+        if isinstance(target, dict) and (p not in target or not isinstance(target[p],
+                                                                           (dict, list))):
+            target[p] = {}
+        target = target[p]
+    target[path[-1]] = value
+
+
+def flatten_point(point: Mapping[str, Any], prefix: Path = ()) -> Dict[Path, Any]:
+    """A point to evaluate (nested dict) as ``{path: value}`` leaves."""
+    out: Dict[Path, Any] = {}
+    for key, value in point.items():
+        path = prefix + (key,)
+        if isinstance(value, dict) and value and not _is_grid(value):
+            out.update(flatten_point(value, path))
+        else:
+            out[path] = value
+    return out
+
+
+def format_tag(index: int, chosen: Mapping[Path, Any]) -> str:
+    """``"<index>_a=1,lr=0.001"``: the short tag shown for a trial."""
+    parts = []
+    for path, value in sorted(chosen.items(), key=lambda item: tuple(map(str, item[0]))):
+        if not path:
+            continue
+        name = str(path[-1])
+        if isinstance(path[-1], int) and len(path) > 1:  # a list element: "k_0"
+            name = f"{path[-2]}_{path[-1]}"
+        if isinstance(value, float):
+            text = f"{value:.4g}"
+        else:
+            text = str(value)
+        parts.append(f"{name}={text[:30]}")
+    return f"{index}_" + ",".join(parts) if parts else str(index)
+
+
+def path_str(path: Path) -> str:
+    return "/".join(str(p) for p in path)
