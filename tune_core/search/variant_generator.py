@@ -272,16 +272,43 @@ def generate_variants(space: Dict[str, Any], rng: random.Random,
                     not _fixed_by(path, preset):
                 presampled[path] = value.sample(rng)
     for point in _grid_points(space, preset):
-        config = copy.deepcopy(space)
+        config = _thaw(space)
         chosen: Dict[Path, Any] = {}
         for path, value in (preset or {}).items():
-            _set_creating(config, path, copy.deepcopy(value))
+            _set_creating(config, path, _thaw(value))
             chosen[path] = value
         for path, value in point.items():
-            _set(config, path, copy.deepcopy(value))
+            _set(config, path, _thaw(value))
             chosen[path] = value
         chosen.update(resolve_one(config, rng, presampled))
-        yield config, chosen
+        yield _freeze(config), chosen
+
+
+class _TupleList(list):
+    """A tuple being resolved: a list while values are set, a tuple again at the end."""
+
+
+def _thaw(value: Any) -> Any:
+    """Copy the containers of a space (not the leaves: constants are shared, not copied)."""
+    if _is_grid(value):
+        return value
+    if isinstance(value, dict):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return _TupleList(_thaw(v) for v in value)
+    if isinstance(value, list):
+        return [_thaw(v) for v in value]
+    return value
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _freeze(v) for k, v in value.items()}
+    if isinstance(value, _TupleList):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, list):
+        return [_freeze(v) for v in value]
+    return value
 
 
 def _set_creating(config: Dict[str, Any], path: Path, value: Any) -> None:
