@@ -1,6 +1,6 @@
 """Quick start: tune a small PyTorch model on data this script generates.
 
-Run it with `make run`. It starts Ray on this machine, runs 8 trials on the CPU
+Run it with `make run`. It starts Ray on this machine, runs 12 trials on the CPU
 cores there are (1 core each), prints a status table while they run, then the best
 result, and writes everything under ./results/train_model_<date>/.
 """
@@ -14,11 +14,11 @@ from torch import nn
 import tune_core as tune
 
 STORAGE = os.path.abspath(os.environ.get("TUNE_QUICKSTART_STORAGE", "results"))
-EPOCHS = int(os.environ.get("TUNE_QUICKSTART_EPOCHS", "15"))
-NUM_SAMPLES = int(os.environ.get("TUNE_QUICKSTART_SAMPLES", "8"))
+EPOCHS = int(os.environ.get("TUNE_QUICKSTART_EPOCHS", "30"))
+NUM_SAMPLES = int(os.environ.get("TUNE_QUICKSTART_SAMPLES", "12"))
 
 
-def make_data(n=2048, seed=0):
+def make_data(n=4096, seed=0):
     """A noisy 1-D regression problem: y = sin(3x) + x^2/2 + noise."""
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(n, 1, generator=g) * 4 - 2

@@ -897,7 +897,7 @@ class ProgressReporterCallback(Callback):
             return
         text = f"Trial {trial.trial_name} started"
         if trial.evaluated_params:
-            params = ", ".join(f"{k}={_fmt_value(v) if _is_number(v) else v!r}"
+            params = ", ".join(f"{k}={(_fmt_value(v) if _is_number(v) else repr(v))}"
                                for k, v in trial.evaluated_params.items())
             text += " with " + params
         self._write(_clip(text, max(self._width(), 80) * 2))
@@ -979,12 +979,16 @@ class ProgressReporterCallback(Callback):
 
     def on_trial_error(self, iteration: int, trials: List[Trial], trial: Trial,
                        **info: Any) -> None:
-        """At verbose >= 2: ``Trial X errored after 3 iterations: ValueError: ...`` + path."""
+        """At verbose >= 1: ``Trial X errored after 3 iterations: ...``, the user's
+        traceback, and the path of error.txt."""
         self._forget(trial)
-        if self.verbose < 2:
+        if self.verbose < 1:
             return
         iters, took = self._ended(trial)
         text = f"Trial {trial.trial_name} errored after {iters}{took}: {_error_headline(trial)}"
+        if trial.error_msg and "\n" in trial.error_msg.strip():
+            text += "\n" + "\n".join("  " + line for line in
+                                     trial.error_msg.rstrip().splitlines())
         text += f"\n  Error file: {trial.error_file or '(none written)'}"
         self._write(text)
 

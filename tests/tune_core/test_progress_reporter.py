@@ -163,13 +163,16 @@ def test_verbose_0_prints_nothing(tmp_path):
     assert out.getvalue() == ""
 
 
-def test_verbose_1_has_no_per_trial_lines(tmp_path):
+def test_verbose_1_prints_errors_with_traceback_but_no_other_trial_lines(tmp_path):
     cb, clock, out = make_callback(verbose=1, tmp_path=tmp_path)
     trials = mixed_trials(tmp_path)
     cb.on_trial_start(iteration=0, trials=trials, trial=trials[0])
     cb.on_trial_complete(iteration=0, trials=trials, trial=trials[2])
+    assert "started" not in out.getvalue() and "completed" not in out.getvalue()
     cb.on_trial_error(iteration=0, trials=trials, trial=trials[12])
-    assert "started" not in out.getvalue() and "errored after" not in out.getvalue()
+    text = out.getvalue()
+    assert "errored after" in text and 'File "train.py", line 3' in text
+    assert "error.txt" in text
 
 
 def test_verbose_2_prints_start_complete_and_error_lines(tmp_path):
@@ -185,6 +188,9 @@ def test_verbose_2_prints_start_complete_and_error_lines(tmp_path):
         "Trial train_fn_abcde_00002 completed after 10 iterations in 0:00:12: loss=0.12346",
         "Trial train_fn_abcde_00012 errored after 0 iterations: "
         "ValueError: learning rate too high",
+        "  Traceback (most recent call last):",
+        '    File "train.py", line 3',
+        "  ValueError: learning rate too high",
         f"  Error file: {tmp_path}/train_fn_00012/error.txt",
     ]
 
@@ -228,7 +234,11 @@ def test_narrow_terminal_drops_columns_and_says_which(tmp_path, monkeypatch):
     assert table and all(len(line) <= 60 for line in table)
     header = table[0]
     assert "loss" in header and "accuracy" in header  # the metric and chosen columns stay
-    assert "2 columns not shown: iter, total time (s) (terminal too narrow)" in text
+    (note,) = [line for line in text.splitlines() if "columns not shown:" in line]
+    assert note.endswith("(terminal too narrow)")
+    dropped = note.split("not shown: ")[1].replace(" (terminal too narrow)", "").split(", ")
+    assert len(dropped) == int(note.split()[0]) >= 1
+    assert all(name not in header for name in dropped)
 
 
 def test_default_width_comes_from_the_terminal(tmp_path, monkeypatch):
