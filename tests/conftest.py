@@ -44,7 +44,10 @@ def ray_cluster():
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 1, "include_dashboard": False,
         "object_store_memory": 100 * 1024 * 1024})
-    cluster.add_node(num_cpus=1, object_store_memory=100 * 1024 * 1024)
+    # The second node also has a (logical) GPU and a custom resource, so tests can check
+    # that trials asking for them land there.
+    cluster.add_node(num_cpus=1, num_gpus=1, resources={"special": 2},
+                     object_store_memory=100 * 1024 * 1024)
     ray.init(address=cluster.address)
     cluster.wait_for_nodes()
     try:

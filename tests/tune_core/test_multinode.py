@@ -20,3 +20,38 @@ def test_trials_land_on_both_nodes(ray_cluster, tmp_path):
     nodes = {r.metrics["node_id"] for r in results}
     assert len(nodes) == 2
     assert {n.node_id for n in ray_cluster.list_all_nodes()} == nodes
+
+
+def test_custom_resources_and_gpus_decide_placement_and_concurrency(ray_cluster, tmp_path):
+    def train_fn(config):
+        import os
+
+        import ray
+
+        start = time.time()
+        time.sleep(0.4)
+        tune.report({"node_id": ray.get_runtime_context().get_node_id(), "start": start,
+                     "end": time.time(), "cuda": os.environ.get("CUDA_VISIBLE_DEVICES")})
+
+    worker_node = ray_cluster.list_all_nodes()[1].node_id
+    special = tune.Tuner(
+        tune.with_resources(train_fn, {"cpu": 0.25, "special": 1}),
+        param_space={"i": tune.grid_search(list(range(4)))},
+        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    assert special.num_errors == 0
+    assert {r.metrics["node_id"] for r in special} == {worker_node}
+    gpu = tune.Tuner(
+        tune.with_resources(train_fn, {"cpu": 0, "gpu": 0.5}),
+        param_space={"i": tune.grid_search(list(range(3)))},
+        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    assert gpu.num_errors == 0
+    assert {r.metrics["node_id"] for r in gpu} == {worker_node}
+    assert {r.metrics["cuda"] for r in gpu} == {"0"}
+    # 0.5 GPU each on 1 GPU: never more than two at once.
+    events = sorted([(r.metrics["start"], 1) for r in gpu] + [(r.metrics["end"], -1)
+                                                               for r in gpu])
+    running, peak = 0, 0
+    for _, delta in events:
+        running += delta
+        peak = max(peak, running)
+    assert peak <= 2

@@ -348,3 +348,15 @@ def test_late_column_is_kept_in_progress_csv(tmp_path):
     df = r.metrics_dataframe
     assert list(df["a"]) == [1, 2]
     assert df["b"].isna().tolist() == [True, False]
+
+
+def test_memory_requests_are_honoured(tmp_path):
+    def train_fn(config):
+        tune.report({"mem": tune.get_context().get_trial_resources().required_resources["memory"]})
+
+    (r,) = tune.Tuner(tune.with_resources(train_fn, {"cpu": 1, "memory": 50 * 1024**2}),
+                      run_config=quiet(tmp_path)).fit()
+    assert r.metrics["mem"] == 50 * 1024**2
+    with pytest.raises(TuneError, match="memory"):
+        tune.Tuner(tune.with_resources(train_fn, {"cpu": 1, "memory": 10**15}),
+                   run_config=quiet(tmp_path)).fit()
