@@ -149,19 +149,21 @@ class Tuner:
         os.makedirs(path, exist_ok=True)
         return name, path
 
-    def _strict_metrics(self, search_alg, scheduler, stopper) -> List[str]:
+    def _strict_metrics(self, search_alg, scheduler, stopper) -> Dict[str, str]:
+        """Metric names every trial must report, each with where it was configured."""
         from tune_core.schedulers.trial_scheduler import FIFOScheduler
 
-        names: List[str] = []
-        if self._tune_config.metric:
-            names.append(self._tune_config.metric)
+        names: Dict[str, str] = {}
+        for key in getattr(stopper, "keys", None) or []:
+            names.setdefault(key, "RunConfig(stop=...)")
+        searcher = getattr(search_alg, "searcher", None)
+        if isinstance(getattr(searcher, "metric", None), str):
+            names[searcher.metric] = f"{type(searcher).__name__}(metric=...)"
         if not isinstance(scheduler, FIFOScheduler) and scheduler.metric:
-            names.append(scheduler.metric)
-        searcher_metric = getattr(getattr(search_alg, "searcher", None), "metric", None)
-        if isinstance(searcher_metric, str):
-            names.append(searcher_metric)
-        names.extend(getattr(stopper, "keys", None) or [])
-        return list(dict.fromkeys(names))
+            names[scheduler.metric] = f"{type(scheduler).__name__}(metric=...)"
+        if self._tune_config.metric:
+            names[self._tune_config.metric] = "TuneConfig(metric=...)"
+        return names
 
     # --- running -------------------------------------------------------------------------------
     def fit(self) -> ResultGrid:

@@ -163,7 +163,7 @@ def test_user_traceback_reaches_the_user(tmp_path, capsys):
     text = str(error)
     assert "ValueError: bad value 7" in text
     assert "failing_trainable" in text  # the user's own frame
-    assert "_worker.py" not in text     # not ours
+    assert "_worker.py" not in text and "/ray/" not in text  # neither ours nor Ray's
     assert results[0].error is error
     with open(os.path.join(results[0].path, "error.txt")) as f:
         assert "ValueError: bad value 7" in f.read()

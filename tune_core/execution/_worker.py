@@ -29,10 +29,26 @@ DEFAULT_LOOKAHEAD = 32
 _OUR_FILES = (os.path.abspath(__file__), os.path.abspath(session_mod.__file__))
 
 
+def _ray_dir() -> str:
+    try:
+        import ray
+
+        return os.path.dirname(os.path.abspath(ray.__file__)) + os.sep
+    except Exception:
+        return "\0"
+
+
+_RAY_DIR = _ray_dir()
+
+
+def _is_plumbing(filename: str) -> bool:
+    path = os.path.abspath(filename)
+    return path in _OUR_FILES or path.startswith(_RAY_DIR)
+
+
 def _user_traceback(exc: BaseException) -> str:
-    """The exception's traceback without this module's frames (the user's own code first)."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if os.path.abspath(f.filename) not in _OUR_FILES]
+    """The exception's traceback without Ray's and this module's frames (the user's own)."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not _is_plumbing(f.filename)]
     lines = ["Traceback (most recent call last):\n"]
     lines += traceback.format_list(frames)
     lines += traceback.format_exception_only(type(exc), exc)

@@ -73,7 +73,7 @@ class TuneController:
         trainable_name: str = "trainable",
         experiment_name: str = "experiment",
         experiment_path: str = "",
-        strict_metrics: Sequence[str] = (),
+        strict_metrics: Any = (),
         max_concurrent_trials: Optional[int] = None,
         max_failures: int = 0,
         fail_fast: Any = False,
@@ -93,7 +93,9 @@ class TuneController:
         self._trainable_name = trainable_name
         self._experiment_name = experiment_name
         self._experiment_path = experiment_path
-        self._strict_metrics = tuple(strict_metrics)
+        # metric name -> where it was configured (for the error message)
+        self._strict_metrics = dict(strict_metrics) if isinstance(strict_metrics, dict) else \
+            {m: "the experiment's settings" for m in strict_metrics}
         self._max_concurrent = max_concurrent_trials or 0
         self._max_failures = max_failures
         self._fail_fast = fail_fast
@@ -349,12 +351,12 @@ class TuneController:
         if trial.num_results > 0 and all(m in trial.metric_analysis for m in missing):
             return False
         keys = sorted(k for k in result if k != "config")
+        sources = "; ".join(f"{m!r} comes from {self._strict_metrics[m]}" for m in missing)
         self._fatal = TuneError(
             f"Trial {trial.trial_name} reported a result without the metric "
-            f"{', '.join(map(repr, missing))}, which the experiment is configured to use "
-            f"(TuneConfig(metric=...), the scheduler, the searcher or RunConfig(stop=...)). "
-            f"The result had these keys: {keys}. Report it with "
-            f"tune.report({{{missing[0]!r}: value, ...}}) in every result, or fix the name.")
+            f"{', '.join(map(repr, missing))} ({sources}). The result had these keys: {keys}. "
+            f"Report it with tune.report({{{missing[0]!r}: value, ...}}) in every result, "
+            "or fix the name.")
         self._stop_experiment()
         return False
 
