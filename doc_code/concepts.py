@@ -4,7 +4,7 @@ import os
 
 import tune_core as tune
 
-STORAGE = os.environ.get("TUNE_DOC_STORAGE")  # tests write to a temp dir
+STORAGE = os.environ.get("TUNE_DOC_STORAGE")  # None means the default, ~/tune_results
 
 
 def train_fn(config):

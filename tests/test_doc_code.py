@@ -24,3 +24,19 @@ def test_snippet_runs(path, tmp_path):
     if os.path.basename(path) == "quickstart_torch.py":
         assert "Best trial: val_loss=" in proc.stdout
         assert str(tmp_path) in proc.stdout
+
+
+def test_readme_snippets_are_tested_code():
+    """Each Python block in the README is an excerpt of a doc_code file that the tests run."""
+    import re
+
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    sources = []
+    for path in SNIPPETS:
+        with open(path) as f:
+            sources.append(f.read())
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert blocks
+    for block in blocks:
+        assert any(block.strip() in src for src in sources), block[:200]
