@@ -199,8 +199,15 @@ class Tuner:
                                             metric=tc.metric, mode=tc.mode)
         callbacks.append(reporter)
         cc = rc.checkpoint_config
-        at_end = bool(cc.checkpoint_at_end) if cc.checkpoint_at_end is not None else \
-            inspect.isclass(self._trainable)
+        is_class = inspect.isclass(self._trainable)
+        saves = is_class and self._trainable.save_checkpoint is not Trainable.save_checkpoint
+        if is_class and not saves and (cc.checkpoint_at_end or cc.checkpoint_frequency):
+            raise ValueError(f"CheckpointConfig asks for checkpoints (checkpoint_at_end="
+                             f"{cc.checkpoint_at_end!r}, checkpoint_frequency="
+                             f"{cc.checkpoint_frequency!r}) but {trainable_name} does not "
+                             "implement save_checkpoint(checkpoint_dir)")
+        # By default a class trainable saves at the end when it knows how to save.
+        at_end = bool(cc.checkpoint_at_end) if cc.checkpoint_at_end is not None else saves
         if not inspect.isclass(self._trainable) and (cc.checkpoint_frequency or
                                                      cc.checkpoint_at_end):
             raise ValueError("CheckpointConfig(checkpoint_frequency=..., checkpoint_at_end=...) "

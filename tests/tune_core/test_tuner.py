@@ -360,3 +360,44 @@ def test_memory_requests_are_honoured(tmp_path):
     with pytest.raises(TuneError, match="memory"):
         tune.Tuner(tune.with_resources(train_fn, {"cpu": 1, "memory": 10**15}),
                    run_config=quiet(tmp_path)).fit()
+
+
+class Resourceful(tune.Trainable):
+    def setup(self, config):
+        self.marker = os.path.join(self.trial_dir, "cleaned_up")
+
+    def step(self):
+        return {"cpus": tune.get_context().get_trial_resources().required_resources["CPU"],
+                "done": True}
+
+    def cleanup(self):
+        with open(self.marker, "w") as f:
+            f.write("yes")
+
+    @classmethod
+    def default_resource_request(cls, config):
+        return {"cpu": config["cpus"]}
+
+
+def test_class_default_resource_request_and_cleanup(tmp_path):
+    results = tune.Tuner(Resourceful, param_space={"cpus": tune.grid_search([0.5, 2])},
+                         run_config=quiet(tmp_path)).fit()
+    assert sorted(r.metrics["cpus"] for r in results) == [0.5, 2]
+    assert all(os.path.exists(os.path.join(r.path, "cleaned_up")) for r in results)
+
+
+def test_reuse_actors_true_without_reset_config_uses_fresh_objects(tmp_path):
+    class NoReset(tune.Trainable):
+        def setup(self, config):
+            self.seen = config["i"]
+
+        def step(self):
+            return {"seen": self.seen, "pid": os.getpid(), "done": True}
+
+    results = tune.Tuner(tune.with_resources(NoReset, {"cpu": 2}),
+                         param_space={"i": tune.grid_search([0, 1, 2])},
+                         tune_config=tune.TuneConfig(reuse_actors=True),
+                         run_config=quiet(tmp_path)).fit()
+    assert results.num_errors == 0
+    assert sorted(r.metrics["seen"] for r in results) == [0, 1, 2]
+    assert len({r.metrics["pid"] for r in results}) == 1
