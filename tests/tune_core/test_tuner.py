@@ -401,3 +401,23 @@ def test_reuse_actors_true_without_reset_config_uses_fresh_objects(tmp_path):
     assert results.num_errors == 0
     assert sorted(r.metrics["seen"] for r in results) == [0, 1, 2]
     assert len({r.metrics["pid"] for r in results}) == 1
+
+
+def test_multi_bundle_placement_group_hosts_the_trials_own_tasks(tmp_path):
+    def train_fn(config):
+        import ray
+
+        @ray.remote(num_cpus=1)
+        def helper():
+            return ray.get_runtime_context().get_placement_group_id()
+
+        mine = ray.get_runtime_context().get_placement_group_id()
+        tune.report({"same_pg": ray.get(helper.remote(), timeout=60) == mine,
+                     "pg": mine is not None})
+
+    pgf = tune.PlacementGroupFactory([{"CPU": 0.5}, {"CPU": 1}], strategy="PACK")
+    results = tune.Tuner(tune.with_resources(train_fn, pgf),
+                         param_space={"i": tune.grid_search([0, 1])},
+                         run_config=quiet(tmp_path)).fit()
+    assert results.num_errors == 0, results.errors
+    assert all(r.metrics["same_pg"] and r.metrics["pg"] for r in results)

@@ -45,12 +45,20 @@ def _walk(space: Any, path: Path = ()) -> Iterator[Tuple[Path, Any]]:
             yield from _walk(value, path + (i,))
 
 
+# Search-space objects of other libraries: a space holding one would silently pass the
+# object itself to every trial as a constant.
+_FOREIGN = {"ray.tune": "Ray Tune", "ray.air": "Ray Tune", "optuna.distributions": "Optuna",
+            "hyperopt": "HyperOpt", "ConfigSpace": "ConfigSpace", "scipy.stats": "SciPy"}
+
+
 def _check_foreign(value: Any, path: Path) -> None:
     module = type(value).__module__ or ""
-    if module.startswith("ray.tune") or module.startswith("ray.air"):
-        raise SearchSpaceError(
-            f"{format_path(path)} holds a Ray Tune object ({type(value).__name__}). Build the "
-            "space with tune_core's domains (import tune_core as tune; tune.uniform(...)).")
+    for prefix, library in _FOREIGN.items():
+        if module == prefix or module.startswith(prefix + "."):
+            raise SearchSpaceError(
+                f"{format_path(path)} holds a {library} object ({type(value).__name__}). Build "
+                "the space with tune_core's domains (import tune_core as tune; "
+                "tune.uniform(...), tune.choice([...]), ...).")
 
 
 def validate_param_space(space: Any) -> None:

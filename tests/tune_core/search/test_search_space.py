@@ -172,6 +172,13 @@ def test_ray_tune_domains_are_refused():
         validate_param_space({"lr": Float()})
 
 
+def test_other_libraries_distributions_are_refused():
+    import optuna
+
+    with pytest.raises(SearchSpaceError, match=r"\['m'\]\['lr'\].*Optuna.*FloatDistribution"):
+        validate_param_space({"m": {"lr": optuna.distributions.FloatDistribution(0, 1)}})
+
+
 def test_points_to_evaluate():
     space = {"a": tune.uniform(0, 1), "g": tune.grid_search([1, 2])}
     out = configs(space, num_samples=3, points_to_evaluate=[{"a": 0.5}, {"a": 0.7, "g": 9}])
