@@ -9,15 +9,22 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Set, Tuple
 from tune_core.error import SearchSpaceError
 from tune_core.search.search_algorithm import SearchAlgorithm, TrialSuggestion
 from tune_core.search.variant_generator import (
-    Path, count_grid_points, flatten_point, format_tag, generate_variants, path_str,
-    validate_param_space)
+    Path, count_grid_points, flatten_point, format_tag, generate_variants, path_sort_key,
+    path_str, validate_param_space)
 
 __all__ = ["BasicVariantGenerator"]
 
 
+def _seed_from_numpy() -> int:
+    """A seed drawn from numpy's global generator, so ``np.random.seed`` repeats a run."""
+    import numpy as np  # a dependency of Ray, imported only when needed
+
+    return int(np.random.randint(0, 2**31 - 1))
+
+
 def _make_rng(random_state: Any) -> random.Random:
     if random_state is None:
-        return random.Random()
+        return random.Random()  # reseeded from numpy in add_configurations
     if isinstance(random_state, random.Random):
         return random_state
     if isinstance(random_state, bool):
@@ -45,10 +52,13 @@ class BasicVariantGenerator(SearchAlgorithm):
             takes the place of one of the ``num_samples`` samples, and keys it does not
             fix are sampled or grid-expanded as usual.
         max_concurrent: at most this many of its trials run at once (0 = no limit).
-        constant_grid_search: sample the random domains once per sample and keep them
-            across that sample's grid points.
+        constant_grid_search: resolve the random domains, and the ``sample_from``
+            functions that do not read a grid value, once per sample and keep them across
+            that sample's grid points (Ray Tune's rule).
         random_state: an int seed, a ``random.Random`` or a numpy Generator/RandomState;
-            the same seed gives the same sequence of configurations.
+            the same seed gives the same sequence of configurations. ``None`` draws
+            the seed from numpy's global generator when the configurations are added,
+            so ``np.random.seed(...)`` makes the run repeatable, as in Ray Tune.
     """
 
     def __init__(self, points_to_evaluate: Optional[List[Dict[str, Any]]] = None,
@@ -66,6 +76,7 @@ class BasicVariantGenerator(SearchAlgorithm):
         self._points = [copy.deepcopy(p) for p in (points_to_evaluate or [])]
         self._max_concurrent = max_concurrent
         self._constant_grid_search = bool(constant_grid_search)
+        self._numpy_seeded = random_state is None
         self._rng = _make_rng(random_state)
         self._initial_rng_state = self._rng.getstate()
         self._space: Dict[str, Any] = {}
@@ -93,6 +104,9 @@ class BasicVariantGenerator(SearchAlgorithm):
             rest = max(num_samples - len(presets), 0)
             self._total = sum(count_grid_points(self._space, p) for p in presets) + \
                 rest * count_grid_points(self._space)
+        if self._numpy_seeded:
+            self._rng.seed(_seed_from_numpy())
+            self._initial_rng_state = self._rng.getstate()
         self._rng.setstate(self._initial_rng_state)
         self._produced = 0
         self._exhausted = False
@@ -121,7 +135,7 @@ class BasicVariantGenerator(SearchAlgorithm):
             return None
         self._produced += 1
         self._live.add(trial_id)
-        params = {path_str(p): chosen[p] for p in sorted(chosen, key=lambda p: tuple(map(str, p)))}
+        params = {path_str(p): chosen[p] for p in sorted(chosen, key=path_sort_key)}
         return TrialSuggestion(config=config, experiment_tag=format_tag(self._produced - 1,
                                                                         chosen),
                                evaluated_params=params)

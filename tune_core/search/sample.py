@@ -8,10 +8,11 @@ bad domain directly raises the same message without the path.
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import random
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from tune_core.error import SearchSpaceError
 
@@ -117,42 +118,64 @@ class Float(Domain):
         return f"{self.name}({self.lower!r}, {self.upper!r})"
 
 
+def _whole(x: Any) -> bool:
+    return _num(x) and float(x).is_integer()
+
+
 class Integer(Domain):
-    """An integer: uniform or log-uniform, optionally quantized to multiples of ``q``."""
+    """An integer: uniform or log-uniform, optionally quantized to multiples of ``q``.
+
+    With ``q`` the domain is one over the multiples of ``q`` in the bounds, so each
+    multiple is equally likely (log-uniform over them for the log kind); ``upper`` is
+    then included unless ``q == 1``, as in Ray Tune.
+    """
 
     def __init__(self, name: str, kind: str, lower: int, upper: int, q: Optional[int] = None,
                  base: float = 10) -> None:
         self.name, self.kind, self.lower, self.upper, self.q, self.base = (
             name, kind, lower, upper, q, base)
         self.problem = self._validate()
+        if self.problem is None:  # whole floats such as 1e3 become ints
+            self.lower, self.upper = int(lower), int(upper)
+            self.q = None if q is None else int(q)
 
     def _validate(self) -> Optional[str]:
         n = self.name
-        if not (_num(self.lower) and _num(self.upper)):
-            return (f"{n} needs integer bounds, got lower={self.lower!r}, upper={self.upper!r}")
+        bad = [f"{k}={v!r}" for k, v in (("lower", self.lower), ("upper", self.upper))
+               if not _whole(v)]
+        if bad:
+            return (f"{n} needs integer bounds, got {', '.join(bad)}; use whole numbers "
+                    f"such as 0 or 1000 (for float values use uniform or quniform)")
         if self.lower >= self.upper:
             return f"{n} needs lower < upper, got lower={self.lower!r}, upper={self.upper!r}"
         if self.kind == "log" and self.lower <= 0:
             return f"{n} is a log domain and needs lower > 0, got lower={self.lower!r}"
-        if self.q is not None and (not _num(self.q) or self.q <= 0):
-            return f"{n} needs q > 0, got q={self.q!r}"
+        if self.q is not None:
+            if not _whole(self.q) or self.q <= 0:
+                return f"{n} needs an integer q > 0 such as 1 or 5, got q={self.q!r}"
+            lo, hi = self._index_range(int(self.lower), int(self.upper), int(self.q))
+            if lo >= hi:
+                return (f"{n}: no multiple of q={self.q!r} lies in "
+                        f"[{self.lower!r}, {self.upper!r}]")
         return None
+
+    @staticmethod
+    def _index_range(lower: int, upper: int, q: int) -> Tuple[int, int]:
+        """The multiples ``k * q`` that may be drawn, as ``range(lo, hi)`` of ``k``."""
+        lo = -((-lower) // q)  # ceil(lower / q), exact for ints
+        hi = upper // q
+        return lo, hi if q == 1 else hi + 1  # upper exclusive only for q == 1
 
     def sample(self, rng: random.Random, spec: Any = None) -> int:
         self.check()
-        lower, upper = int(self.lower), int(self.upper)
+        q = self.q or 1
+        lo, hi = self._index_range(self.lower, self.upper, q)
         if self.kind == "log":
-            value = int(math.floor(math.exp(rng.uniform(math.log(lower), math.log(upper)))))
-            value = min(max(value, lower), upper - 1)
+            k = int(math.floor(math.exp(rng.uniform(math.log(lo), math.log(hi)))))
+            k = min(max(k, lo), hi - 1)
         else:
-            value = rng.randrange(lower, upper)  # upper excluded, as in Ray Tune
-        if self.q is not None and self.q != 1:
-            # Rounded to a multiple of q: the upper bound becomes reachable (Ray Tune's rule).
-            value = int(round(_quantize(value, self.q)))
-            lo = int(math.ceil(lower / self.q) * self.q)
-            hi = int(math.floor(upper / self.q) * self.q)
-            value = min(max(value, lo), hi)
-        return value
+            k = rng.randrange(lo, hi)
+        return k * q
 
     def __repr__(self) -> str:
         return f"{self.name}({self.lower!r}, {self.upper!r})"
@@ -175,6 +198,7 @@ class Categorical(Domain):
             self.problem = "choice needs at least one category, got an empty list"
 
     def sample(self, rng: random.Random, spec: Any = None) -> Any:
+        """One category as it is; the resolver samples any domains it holds."""
         self.check()
         return self.categories[rng.randrange(len(self.categories))]
 
@@ -183,19 +207,40 @@ class Categorical(Domain):
 
 
 class Function(Domain):
-    """``sample_from(func)``: a value computed by a function of the other resolved values."""
+    """``sample_from(func)``: a value computed by a function.
 
-    def __init__(self, func: Callable[[Any], Any]) -> None:
+    A function of one argument gets the config being resolved (and may read the other
+    values); a function of no arguments is just called, as in Ray Tune.
+    """
+
+    def __init__(self, func: Callable[..., Any]) -> None:
         self.func = func
-        self.problem = None if callable(func) else \
-            f"sample_from needs a function, got {func!r}"
+        self.pass_config = True
+        self.problem = None
+        if not callable(func):
+            self.problem = f"sample_from needs a function, got {func!r}"
+            return
+        try:
+            sig = inspect.signature(func)
+        except (TypeError, ValueError):  # some builtins have none: pass the config
+            return
+        # Ray Tune's rule: pass the config whenever the function can take one argument.
+        for args in (({},), ()):
+            try:
+                sig.bind(*args)
+            except TypeError:
+                continue
+            self.pass_config = bool(args)
+            return
+        self.problem = (f"sample_from needs a function of 0 or 1 arguments, got "
+                        f"{getattr(func, '__name__', func)!r} with signature {sig}")
 
     def is_function(self) -> bool:
         return True
 
     def sample(self, rng: random.Random, spec: Any = None) -> Any:
         self.check()
-        return self.func(spec)
+        return self.func(spec) if self.pass_config else self.func()
 
     def __repr__(self) -> str:
         return f"sample_from({getattr(self.func, '__name__', self.func)!r})"
@@ -237,7 +282,10 @@ def randint(lower: int, upper: int) -> Integer:
 
 
 def qrandint(lower: int, upper: int, q: int = 1) -> Integer:
-    """An integer rounded to a multiple of ``q`` (``upper`` included unless q == 1)."""
+    """A multiple of ``q`` in ``[lower, upper]``, each equally likely.
+
+    ``upper`` is excluded when ``q == 1``, as in Ray Tune.
+    """
     return Integer("qrandint", "uniform", lower, upper, q=q)
 
 
@@ -247,20 +295,21 @@ def lograndint(lower: int, upper: int, base: float = 10) -> Integer:
 
 
 def qlograndint(lower: int, upper: int, q: int, base: float = 10) -> Integer:
-    """A log-uniform integer rounded to a multiple of ``q`` (``upper`` included)."""
+    """A multiple of ``q`` in ``[lower, upper]``, log-uniform (``upper`` excluded if q == 1)."""
     return Integer("qlograndint", "log", lower, upper, q=q, base=base)
 
 
 def choice(categories: Sequence[Any]) -> Categorical:
-    """One of ``categories``, each equally likely."""
+    """One of ``categories``, each equally likely; domains inside it are sampled too."""
     return Categorical(categories)
 
 
-def sample_from(func: Callable[[Any], Any]) -> Function:
+def sample_from(func: Callable[..., Any]) -> Function:
     """A value computed by ``func``, which may read other values of the config.
 
-    Both ``lambda spec: spec.config.a`` (Ray Tune's style) and
-    ``lambda config: config["a"]`` work.
+    ``lambda spec: spec.config.a`` (Ray Tune's style), ``lambda config: config["a"]``
+    and ``lambda: random.random()`` all work. If the function returns a domain, or
+    a value holding domains, those are sampled too.
     """
     return Function(func)
 

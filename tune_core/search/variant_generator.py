@@ -1,8 +1,10 @@
 """Resolving a ``param_space`` into concrete configurations.
 
-Grid searches expand to their cross product (grid parameters ordered by path, the
-first one varying fastest, as in Ray Tune); domains are sampled; ``sample_from``
-functions run once the values they read are resolved.
+Grid searches expand to their cross product (grid parameters ordered by path, list
+indices numerically, the first one varying fastest, as in Ray Tune); domains are
+sampled; ``sample_from`` functions run once the values they read are resolved. A
+sampled value, function result or grid value that holds domains has them resolved
+too.
 """
 
 from __future__ import annotations
@@ -13,12 +15,21 @@ import random
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from tune_core.error import SearchSpaceError
-from tune_core.search.sample import Domain, Function
+from tune_core.search.sample import Categorical, Domain, Function
 
 __all__ = ["validate_param_space", "constant_part", "count_grid_points", "generate_variants",
-           "format_path", "resolve_one"]
+           "format_path", "resolve_one", "path_sort_key"]
 
 Path = Tuple[Any, ...]
+
+# Values produced by domains may hold domains; deeper than this is a space that refers
+# to itself (a choice among values holding that same choice).
+_MAX_NESTING = 50
+
+
+def path_sort_key(path: Path) -> Tuple[Tuple[int, Any], ...]:
+    """Order paths with list indices as numbers (``[2]`` before ``[10]``)."""
+    return tuple((0, p) if isinstance(p, int) else (1, str(p)) for p in path)
 
 
 def format_path(path: Path) -> str:
@@ -66,13 +77,24 @@ def validate_param_space(space: Any) -> None:
     if not isinstance(space, dict):
         raise SearchSpaceError(f"param_space must be a dict, got {type(space).__name__}")
 
-    def visit(value: Any, path: Path) -> None:
+    choices_open: set = set()  # a choice may (oddly) hold itself: visit it once
+
+    def visit(value: Any, path: Path, in_grid_or_choice: bool = False) -> None:
         _check_foreign(value, path)
         if isinstance(value, Domain):
             if value.problem:
                 raise SearchSpaceError(f"{format_path(path)}: {value.problem}")
+            if isinstance(value, Categorical) and id(value) not in choices_open:
+                choices_open.add(id(value))  # a chosen category is resolved in turn
+                for i, item in enumerate(value.categories):
+                    visit(item, path + ("choice", i), True)
+                choices_open.discard(id(value))
             return
         if _is_grid(value):
+            if in_grid_or_choice:
+                raise SearchSpaceError(f"{format_path(path)}: a grid_search inside a "
+                                       "grid_search value or a choice category is not "
+                                       "supported; list the combinations in one grid_search")
             extra = sorted(k for k in value if k != "grid_search")
             if extra:
                 raise SearchSpaceError(f"{format_path(path)}: a grid_search dict may hold only "
@@ -85,14 +107,14 @@ def validate_param_space(space: Any) -> None:
                 raise SearchSpaceError(f"{format_path(path)}: grid_search needs at least one "
                                        "value, got an empty list")
             for i, item in enumerate(values):
-                visit(item, path + ("grid_search", i))
+                visit(item, path + ("grid_search", i), True)
             return
         if isinstance(value, dict):
             for key, item in value.items():
-                visit(item, path + (key,))
+                visit(item, path + (key,), in_grid_or_choice)
         elif isinstance(value, (list, tuple)):
             for i, item in enumerate(value):
-                visit(item, path + (i,))
+                visit(item, path + (i,), in_grid_or_choice)
 
     for key, value in space.items():
         visit(value, (key,))
@@ -135,8 +157,15 @@ def _get(config: Any, path: Path) -> Any:
     return config
 
 
-class _Unresolved(Exception):
+class _Unresolved(BaseException):
+    """A ``sample_from`` function read a value that is not resolved yet: try it later.
+
+    A BaseException, so a user's ``except Exception`` inside the function does not
+    swallow it; ``resolve_one`` catches every one it causes.
+    """
+
     def __init__(self, path: Path) -> None:
+        super().__init__(path)
         self.path = path
 
 
@@ -205,55 +234,106 @@ class _View:
         return f"spec({self._data!r})"
 
 
-def resolve_one(config: Dict[str, Any], rng: random.Random,
-                presampled: Optional[Dict[Path, Any]] = None) -> Dict[Path, Any]:
-    """Resolve every domain and function in ``config`` (in place); return what was chosen."""
-    chosen: Dict[Path, Any] = {}
-    pending: List[Path] = []
-    for path, value in list(_walk(config)):
+def _unview(value: Any) -> Any:
+    """A function's result with the ``_View`` objects it returned made plain values again.
+
+    A view holding values that are not resolved yet defers the function until they are.
+    """
+    if isinstance(value, _View):
+        for sub_path, _ in _walk(value._data):
+            raise _Unresolved(value._path + sub_path)
+        return _freeze(_thaw(value._data))
+    if type(value) in (dict, list, tuple):
+        items = list(value.items()) if isinstance(value, dict) else list(enumerate(value))
+        plain = [(k, _unview(v)) for k, v in items]
+        if any(new is not old for (_, new), (_, old) in zip(plain, items)):
+            if isinstance(value, dict):
+                return dict(plain)
+            return type(value)(v for _, v in plain)
+    return value
+
+
+def _holds_special(value: Any) -> bool:
+    return any(True for _ in _walk(value))
+
+
+def resolve_one(config: Dict[str, Any], rng: random.Random, keep_grids: bool = False,
+                allow_pending: bool = False) -> Dict[Path, Any]:
+    """Resolve every domain and function in ``config`` (in place); return what was chosen.
+
+    A value a domain or function produces that holds domains itself (a ``choice`` among
+    dicts of domains, a function returning ``tune.uniform(...)``) is resolved in turn;
+    its leaves are reported under their own paths as well.
+
+    Args:
+        config: a thawed space (see ``_thaw``); grid values must already be set.
+        rng: the source of randomness.
+        keep_grids: leave grid searches in place instead of refusing them.
+        allow_pending: leave functions that read unresolved values (such as a grid
+            kept by ``keep_grids``) in place instead of raising.
+    """
+    order: Dict[Path, None] = {}  # an ordered set
+    pending: List[Tuple[Path, int]] = []
+
+    def visit(path: Path, value: Any, depth: int) -> None:
+        if depth > _MAX_NESTING:
+            raise SearchSpaceError(f"{format_path(path)}: sampled values hold domains more "
+                                   f"than {_MAX_NESTING} levels deep; does the space contain "
+                                   "itself?")
         if _is_grid(value):
+            if keep_grids:
+                return
             raise SearchSpaceError(f"{format_path(path)}: a grid_search inside a grid_search "
-                                   "value or a sample_from result is not supported")
+                                   "value or a sampled value is not supported")
+        if value.problem:
+            raise SearchSpaceError(f"{format_path(path)}: {value.problem}")
         if isinstance(value, Function):
-            pending.append(path)
+            pending.append((path, depth))
         else:
-            sampled = presampled[path] if presampled and path in presampled else \
-                value.sample(rng)
-            _set(config, path, sampled)
-            chosen[path] = sampled
+            place(path, value.sample(rng), depth)
+
+    def place(path: Path, value: Any, depth: int) -> None:
+        if _holds_special(value):
+            value = _thaw(value)  # never resolve inside the space's own objects
+        _set(config, path, value)
+        order[path] = None
+        for sub_path, sub_value in list(_walk(value, path)):
+            visit(sub_path, sub_value, depth + 1)
+
+    for path, value in list(_walk(config)):
+        visit(path, value, 0)
     view = _View(config)
     while pending:
-        deferred: List[Tuple[Path, Path]] = []
-        for path in pending:
+        batch, pending = pending, []
+        deferred: List[Tuple[Path, int, Path]] = []
+        for path, depth in batch:
             fn = _get(config, path)
             try:
-                value = fn.sample(rng, view)
+                value = _unview(fn.sample(rng, view))
             except _Unresolved as exc:
-                deferred.append((path, exc.path))
+                deferred.append((path, depth, exc.path))
                 continue
             except SearchSpaceError:
                 raise
             except Exception as exc:
                 raise SearchSpaceError(f"{format_path(path)}: the sample_from function raised "
                                        f"{type(exc).__name__}: {exc}") from exc
-            while isinstance(value, Domain) and not isinstance(value, Function):
-                value = value.sample(rng)
-            if isinstance(value, Function):
-                value = value.sample(rng, view)
-            _set(config, path, value)
-            chosen[path] = value
-        if len(deferred) == len(pending):
-            waits = "; ".join(f"{format_path(p)} reads {format_path(q)}" for p, q in deferred)
+            place(path, value, depth)
+        if len(deferred) == len(batch):  # no function could run
+            if allow_pending:
+                break
+            waits = "; ".join(f"{format_path(p)} reads {format_path(q)}"
+                              for p, _, q in deferred)
             raise SearchSpaceError("sample_from functions depend on each other in a circle or "
                                    f"on values that never resolve: {waits}")
-        pending = [p for p, _ in deferred]
-    return chosen
+        pending = [(p, d) for p, d, _ in deferred] + pending
+    return {path: _freeze(_get(config, path)) for path in order}
 
 
 def _grid_points(space: Any, fixed: Optional[Dict[Path, Any]]) -> Iterator[Dict[Path, Any]]:
     grids = sorted(((path, value["grid_search"]) for path, value in _walk(space)
                     if _is_grid(value) and not _fixed_by(path, fixed)),
-                   key=lambda item: tuple(str(p) for p in item[0]))
+                   key=lambda item: path_sort_key(item[0]))
     if not grids:
         yield {}
         return
@@ -271,24 +351,25 @@ def generate_variants(space: Dict[str, Any], rng: random.Random,
 
     Yields ``(config, chosen)`` where ``chosen`` maps each resolved path to its value.
     ``preset`` fixes some paths (a point to evaluate) before anything is sampled.
+    With ``constant_grid_search``, everything that does not read a grid value (domains
+    and ``sample_from`` functions alike) is resolved once and shared by all grid points,
+    as in Ray Tune; the rest is resolved for each grid point.
     """
-    presampled: Optional[Dict[Path, Any]] = None
+    base = _thaw(space)
+    for path, value in (preset or {}).items():
+        _set_creating(base, path, _thaw(value))
+    constant: Dict[Path, Any] = {}
     if constant_grid_search:
-        presampled = {}
-        for path, value in _walk(space):
-            if isinstance(value, Domain) and not isinstance(value, Function) and \
-                    not _fixed_by(path, preset):
-                presampled[path] = value.sample(rng)
+        constant = resolve_one(base, rng, keep_grids=True, allow_pending=True)
     for point in _grid_points(space, preset):
-        config = _thaw(space)
-        chosen: Dict[Path, Any] = {}
-        for path, value in (preset or {}).items():
-            _set_creating(config, path, _thaw(value))
-            chosen[path] = value
+        config = _thaw(base)
         for path, value in point.items():
             _set(config, path, _thaw(value))
-            chosen[path] = value
-        chosen.update(resolve_one(config, rng, presampled))
+        resolved = resolve_one(config, rng)
+        # Read the values back: a grid or constant value may have held domains that were
+        # resolved only now.
+        paths = [*(preset or {}), *point, *constant, *resolved]
+        chosen = {path: _freeze(_get(config, path)) for path in dict.fromkeys(paths)}
         yield _freeze(config), chosen
 
 
@@ -302,7 +383,7 @@ def _thaw(value: Any) -> Any:
         return value
     if isinstance(value, dict):
         return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, tuple):
+    if isinstance(value, (tuple, _TupleList)):
         return _TupleList(_thaw(v) for v in value)
     if isinstance(value, list):
         return [_thaw(v) for v in value]
@@ -344,7 +425,7 @@ def flatten_point(point: Mapping[str, Any], prefix: Path = ()) -> Dict[Path, Any
 def format_tag(index: int, chosen: Mapping[Path, Any]) -> str:
     """``"<index>_a=1,lr=0.001"``: the short tag shown for a trial."""
     parts = []
-    for path, value in sorted(chosen.items(), key=lambda item: tuple(map(str, item[0]))):
+    for path, value in sorted(chosen.items(), key=lambda item: path_sort_key(item[0])):
         if not path:
             continue
         name = str(path[-1])

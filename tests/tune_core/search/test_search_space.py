@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 import statistics
+from collections import Counter
 
 import pytest
 
@@ -248,3 +249,150 @@ def test_bad_generator_arguments():
         BasicVariantGenerator(random_state="x")
     with pytest.raises(ValueError, match="points_to_evaluate"):
         BasicVariantGenerator(points_to_evaluate={"a": 1})
+
+
+# --- fixed bugs -------------------------------------------------------------------------------
+
+
+def test_qrandint_draws_each_multiple_equally_often():
+    n = 6000
+    for domain, multiples in [(tune.qrandint(0, 10, 5), {0, 5, 10}),
+                              (tune.qrandint(1, 10, 3), {3, 6, 9})]:  # bounds off the grid
+        counts = Counter(draw(domain, n=n))
+        assert set(counts) == multiples
+        assert all(abs(c / n - 1 / 3) < 0.03 for c in counts.values()), counts
+    # qlograndint is log-uniform over the multiples k*q, k in [1, 11): as Ray Tune
+    counts = Counter(draw(tune.qlograndint(10, 100, 10), n=n))
+    assert set(counts) == set(range(10, 101, 10))
+    assert abs(counts[10] / n - math.log(2) / math.log(11)) < 0.03
+
+
+@pytest.mark.parametrize("domain,bad", [
+    (tune.randint(0, 2.5), "upper=2.5"),
+    (tune.randint(0.5, 3), "lower=0.5"),
+    (tune.randint("0", 3), "lower='0'"),
+    (tune.qrandint(0, 10, 2.5), "q=2.5"),
+    (tune.lograndint(1, 100.5), "upper=100.5"),
+    (tune.qlograndint(1, 100, 0.5), "q=0.5"),
+])
+def test_integer_domains_refuse_non_integers(domain, bad):
+    with pytest.raises(SearchSpaceError) as info:
+        validate_param_space({"m": {"n": domain}})
+    message = str(info.value)
+    assert "param_space['m']['n']" in message and bad in message and "integer" in message
+    with pytest.raises(SearchSpaceError, match="integer"):
+        domain.sample(random.Random(0))
+
+
+def test_integer_domains_accept_whole_floats():
+    xs = draw(tune.randint(0, 1e3), n=200)
+    assert all(type(x) is int and 0 <= x < 1000 for x in xs)
+    assert set(draw(tune.qrandint(0, 4.0, 2.0))) == {0, 2, 4}
+
+
+def test_sample_from_without_arguments():
+    (s,) = configs({"a": tune.sample_from(lambda: 7),
+                    "b": tune.sample_from(lambda spec: spec.config.a + 1)})
+    assert s.config == {"a": 7, "b": 8}
+    with pytest.raises(SearchSpaceError, match=r"\['x'\].*0 or 1 arguments"):
+        validate_param_space({"x": tune.sample_from(lambda a, b: a)})
+
+
+def test_domains_inside_chosen_values_are_sampled():
+    space = {"opt": tune.choice([{"name": "sgd", "lr": tune.uniform(0, 1)},
+                                 {"name": "adam", "lr": 5}]),
+             "double_lr": tune.sample_from(lambda c: c["opt"]["lr"] * 2),
+             "made": tune.sample_from(lambda _: {"k": tune.randint(0, 3)})}
+    out = configs(space, num_samples=40, random_state=0)
+    sgd = [s.config["opt"]["lr"] for s in out if s.config["opt"]["name"] == "sgd"]
+    assert sgd and all(isinstance(x, float) and 0 <= x <= 1 for x in sgd)
+    assert len(set(sgd)) == len(sgd)  # sampled anew each time
+    assert all(s.config["opt"]["lr"] == 5 for s in out if s.config["opt"]["name"] == "adam")
+    assert all(s.config["double_lr"] == 2 * s.config["opt"]["lr"] for s in out)
+    assert all(s.config["made"]["k"] in (0, 1, 2) for s in out)
+    assert all("uniform(" not in repr(s.evaluated_params) for s in out)
+    assert space["opt"].categories[0]["lr"].__class__.__name__ == "Float"  # space untouched
+
+
+def test_domains_inside_grid_values_are_sampled():
+    out = configs({"opt": tune.grid_search([{"lr": tune.loguniform(1e-4, 1e-1)},
+                                            {"lr": 0.5}])}, random_state=0)
+    assert 1e-4 <= out[0].config["opt"]["lr"] <= 1e-1 and out[1].config["opt"]["lr"] == 0.5
+    assert out[0].evaluated_params["opt"] == out[0].config["opt"]
+    assert "uniform" not in out[0].experiment_tag
+    with pytest.raises(SearchSpaceError, match=r"\['g'\]\['grid_search'\]\[0\].*not supported"):
+        validate_param_space({"g": tune.grid_search([tune.grid_search([1, 2])])})
+
+
+def test_sample_from_returning_part_of_the_config_gets_plain_values():
+    (s,) = configs({"model": {"width": 4, "shape": (1, 2)},
+                    "copy": tune.sample_from(lambda c: c["model"])})
+    assert s.config["copy"] == {"width": 4, "shape": (1, 2)} and type(s.config["copy"]) is dict
+
+
+def test_user_except_exception_does_not_hide_dependencies():
+    def fallback(config):
+        try:
+            return config["b"] * 2
+        except Exception:
+            return "fallback"
+
+    (s,) = configs({"a": tune.sample_from(fallback), "b": tune.sample_from(lambda c: 1)})
+    assert s.config["a"] == 2
+    gen = BasicVariantGenerator()
+    gen.add_configurations({"a": tune.sample_from(fallback),
+                            "b": tune.sample_from(lambda c: c["a"])}, 1)
+    with pytest.raises(SearchSpaceError, match=r"\['a'\] reads param_space\['b'\]"):
+        gen.next_trial("t")
+
+
+def test_function_returning_a_function_waits_for_its_inputs():
+    (s,) = configs({"a": tune.sample_from(lambda _: tune.sample_from(lambda c: c["b"] + 1)),
+                    "b": tune.sample_from(lambda _: 1)})
+    assert s.config == {"a": 2, "b": 1}
+    gen = BasicVariantGenerator()
+    gen.add_configurations({"a": tune.sample_from(lambda _: tune.sample_from(lambda c: c["a"]))},
+                           1)
+    with pytest.raises(SearchSpaceError, match=r"\['a'\] reads param_space\['a'\]"):
+        gen.next_trial("t")
+
+
+def test_grid_over_many_list_elements_in_natural_order():
+    out = configs({"l": [tune.grid_search([0, 1]) for _ in range(11)]})
+    assert len(out) == 2 ** 11
+    assert out[1].config["l"] == [1] + [0] * 10  # the first element varies fastest
+    assert out[2].config["l"] == [0, 1] + [0] * 9
+    assert out[2 ** 10].config["l"] == [0] * 10 + [1]
+    assert list(out[0].evaluated_params) == [f"l/{i}" for i in range(11)]
+
+
+def test_default_random_state_follows_numpy_global_seed():
+    import numpy as np
+
+    space = {"a": tune.uniform(0, 1), "b": tune.randint(0, 10 ** 6),
+             "g": tune.grid_search([1, 2])}
+    saved = np.random.get_state()
+    try:
+        runs = []
+        for seed in (123, 123, 124):
+            np.random.seed(seed)
+            runs.append([s.config for s in configs(space, num_samples=3)])
+    finally:
+        np.random.set_state(saved)
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+
+
+def test_constant_grid_search_samples_sample_from_once():
+    space = {"g": tune.grid_search([1, 2, 3]),
+             "noise": tune.sample_from(lambda _: random.random()),
+             "u": tune.uniform(0, 1),
+             "twice_u": tune.sample_from(lambda c: c["u"] * 2),
+             "per_g": tune.sample_from(lambda c: (c["g"], random.random()))}
+    out = configs(space, num_samples=2, random_state=0, constant_grid_search=True)
+    first = out[:3]
+    assert len({s.config["noise"] for s in first}) == 1
+    assert len({s.config["twice_u"] for s in first}) == 1
+    assert all(s.config["twice_u"] == 2 * s.config["u"] for s in out)
+    assert [s.config["per_g"][0] for s in first] == [1, 2, 3]  # reads the grid: per point
+    assert len({s.config["per_g"][1] for s in first}) == 3
+    assert out[3].config["noise"] != out[0].config["noise"]  # the next sample draws anew
