@@ -187,7 +187,8 @@ class Tuner:
         if not ray.is_initialized():
             ray.init(ignore_reinit_error=True)
         executor = RayExecutor(self._trainable, reuse_actors=tc.reuse_actors,
-                               experiment_name=rc.name or trainable_name)
+                               experiment_name=rc.name or trainable_name,
+                               stop_timeout=_env_seconds("TUNE_FORCE_TRIAL_CLEANUP_S", 30.0))
         executor.setup()
         if has_static_resources(self._trainable):
             self._check_static_resources(executor)
@@ -239,13 +240,11 @@ class Tuner:
         return self._results
 
     def _check_static_resources(self, executor) -> None:
-        from tune_core.execution.tune_controller import _fits
+        from tune_core.execution.placement_groups import can_ever_fit
 
         pgf = resolve_resources(self._trainable, {})
         total = executor.total_resources()
-        nodes = executor.largest_node_resources()
-        if _fits(total, pgf.required_resources) and all(
-                any(_fits(n, b) for n in nodes) for b in pgf.bundles):
+        if can_ever_fit(pgf, total, list(executor.largest_node_resources())):
             return
         have = ", ".join(f"{v:g} {k}" for k, v in sorted(total.items())
                          if not k.startswith("node:") and k != "object_store_memory")
@@ -257,6 +256,20 @@ class Tuner:
         if self._results is None:
             raise RuntimeError("Tuner.get_results(): call fit() first")
         return self._results
+
+
+def _env_seconds(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if seconds < 0:
+        raise ValueError(f"The environment variable {name}={value!r} must be a number of "
+                         "seconds >= 0")
+    return seconds
 
 
 class _graceful_sigint:

@@ -212,6 +212,23 @@ def test_with_parameters_puts_each_object_once(tmp_path):
     assert list(refs) == ["data"]  # one object-store entry, made once by the driver
 
 
+def test_with_parameters_survives_a_ray_restart(tmp_path):
+    import numpy as np
+    import ray
+
+    from tests.conftest import _init_local_ray
+
+    def train_fn(config, data=None):
+        tune.report({"sum": float(data.sum())})
+
+    trainable = tune.with_parameters(train_fn, data=np.ones(10))
+    for _ in range(2):  # e.g. two experiments in one notebook with a restart between
+        (result,) = tune.Tuner(trainable, run_config=quiet(tmp_path)).fit()
+        assert result.error is None and result.metrics["sum"] == 10.0
+        ray.shutdown()
+        _init_local_ray()
+
+
 def test_with_parameters_rejects_unknown_names():
     def train_fn(config, data=None):
         pass

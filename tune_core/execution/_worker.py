@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import shutil
 import sys
 import threading
 import traceback
@@ -26,7 +27,8 @@ from tune_core.trainable.trainable import Trainable, _load_from, _save_into
 # A result buffer this long lets a fast trial run ahead of the driver a little.
 DEFAULT_LOOKAHEAD = 32
 
-_OUR_FILES = (os.path.abspath(__file__), os.path.abspath(session_mod.__file__))
+_OUR_FILES = (os.path.abspath(__file__), os.path.abspath(session_mod.__file__),
+              os.path.abspath(sys.modules[Trainable.__module__].__file__))
 
 
 def _ray_dir() -> str:
@@ -47,8 +49,14 @@ def _is_plumbing(filename: str) -> bool:
 
 
 def _user_traceback(exc: BaseException) -> str:
-    """The exception's traceback without Ray's and this module's frames (the user's own)."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not _is_plumbing(f.filename)]
+    """The exception's traceback without Ray's and this module's frames (the user's own).
+
+    When the error was raised in this project's or Ray's code (not the user's), every
+    frame is kept: those frames are then what explains it.
+    """
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames and not _is_plumbing(frames[-1].filename):
+        frames = [f for f in frames if not _is_plumbing(f.filename)]
     lines = ["Traceback (most recent call last):\n"]
     lines += traceback.format_list(frames)
     lines += traceback.format_exception_only(type(exc), exc)
@@ -72,6 +80,8 @@ class TrialWorker:
         self._session: Optional[_TrialSession] = None
         self._thread: Optional[threading.Thread] = None
         self._outcome: Optional[Dict[str, Any]] = None
+        self._threads_before: set = set()
+        self._saves_on_stop = False
         self._node_ip = ""
         self._cwd = os.getcwd()
         try:
@@ -96,12 +106,15 @@ class TrialWorker:
             checkpoint_path=launch.checkpoint_path,
             restored_iteration=launch.restored_iteration,
             restored_time_total=launch.restored_time_total,
-            checkpoint_index=launch.checkpoint_index, lookahead=self._lookahead)
+            checkpoint_index=launch.checkpoint_index,
+            lookahead=0 if launch.sync_results else self._lookahead)
         self._session = sess
         self._outcome = None
+        self._saves_on_stop = self._is_class and launch.checkpoint_at_end
         session_mod._set_session(sess)
         # Relative paths in user code land in the trial directory, as in Ray Tune.
         os.chdir(launch.trial_dir)
+        self._threads_before = set(threading.enumerate())
         target = self._run_class if self._is_class else self._run_function
         self._thread = threading.Thread(target=self._guard, args=(target, launch), daemon=True,
                                         name=f"trial-{launch.trial_id}")
@@ -123,12 +136,21 @@ class TrialWorker:
             rest = sess.take(0)
             outcome = dict(self._outcome or {"state": "finished"})
             outcome["results"] = results + rest
+            # Threads the trial started and left running could report into the next
+            # trial of this process: then the process is not reused.
+            # (Ray's own threads show up as dummy threads when they first call Python.)
+            outcome["reusable"] = not any(
+                t.is_alive() for t in threading.enumerate()
+                if t not in self._threads_before and t is not self._thread
+                and not isinstance(t, threading._DummyThread))
             return outcome
         return {"results": results, "state": "running"}
 
-    def stop(self, pause: bool = False) -> None:
-        if self._session is not None:
-            self._session.request_stop(pause=pause)
+    def stop(self, pause: bool = False, trial_id: Optional[str] = None) -> None:
+        """Ask the running trial to stop (or pause); ignored when ``trial_id`` has ended."""
+        sess = self._session
+        if sess is not None and (trial_id is None or sess.trial_id == trial_id):
+            sess.request_stop(pause=pause)
 
     # --- the trial thread --------------------------------------------------------------------
     def _guard(self, target, launch: TrialLaunch) -> None:
@@ -156,9 +178,15 @@ class TrialWorker:
             sess.mark_done()
 
     def _stopped_outcome(self, sess: _TrialSession) -> Dict[str, Any]:
+        if not sess.pause_requested and not self._saves_on_stop:
+            return {"state": "stopped"}  # its last checkpoint came with a result
+        out = {"state": "paused" if sess.pause_requested else "stopped",
+               "checkpoint_path": sess.latest_checkpoint_path,
+               "checkpoint_iteration": sess.checkpoint_iteration,
+               "checkpoint_time_total": sess.checkpoint_time_total}
         if sess.pause_requested:
-            return {"state": "paused", "checkpoint_path": sess.latest_checkpoint_path}
-        return {"state": "stopped"}
+            sess.drop_after_checkpoint()  # the resumed trial reports those again
+        return out
 
     def _cleanup(self) -> None:
         if self._obj is None:
@@ -195,6 +223,7 @@ class TrialWorker:
             obj._iteration, obj._time_total = 0, 0.0
         else:
             if obj is not None:  # reset_config said no: a fresh object instead
+                self._obj = None
                 obj.cleanup()
             obj = self._trainable(launch.config, _trial_info=info)
             self._obj = obj
@@ -203,7 +232,10 @@ class TrialWorker:
         obj._iteration = max(obj._iteration, launch.restored_iteration)
         freq = launch.checkpoint_frequency
         while True:
-            sess.check_stop()
+            if sess.stop_requested:
+                # Asked between steps: the newest result is already with the driver.
+                self._save_on_stop(obj, sess, launch)
+                raise _StopTrial()
             result = obj.step()
             if not isinstance(result, dict):
                 raise TypeError(f"{type(obj).__name__}.step() must return a dict of metrics, "
@@ -215,21 +247,34 @@ class TrialWorker:
             if result.pop("should_checkpoint", False) or (freq and obj._iteration % freq == 0) \
                     or (done and launch.checkpoint_at_end):
                 result["checkpoint_dir_name"] = self._save(obj, sess)
-            if sess.stop_requested and sess.pause_requested:
-                break
-            sess.put(result)
+            if not sess.put(result, raise_on_stop=False):
+                # Asked during this step. A paused trial keeps this result and saves
+                # with it; a stopped one drops it (the driver has stopped counting).
+                if sess.pause_requested:
+                    if "checkpoint_dir_name" not in result:
+                        result["checkpoint_dir_name"] = self._save(obj, sess)
+                    sess.put_last(result)
+                else:
+                    self._save_on_stop(obj, sess, launch)
+                raise _StopTrial()
             if done:
                 return
-        # Paused between steps: save so the trial resumes from here.
-        self._save(obj, sess)
-        raise _StopTrial()
+
+    def _save_on_stop(self, obj: Trainable, sess: _TrialSession, launch: TrialLaunch) -> None:
+        """A pause always saves (to resume from); a stop saves for ``checkpoint_at_end``."""
+        if sess.pause_requested or launch.checkpoint_at_end:
+            if sess.latest_checkpoint_path is None or sess.checkpoint_iteration != obj._iteration:
+                self._save(obj, sess)
 
     def _save(self, obj: Trainable, sess: _TrialSession) -> str:
         name = f"checkpoint_{sess.checkpoint_index:06d}"
         sess.checkpoint_index += 1
         dest = os.path.join(sess.trial_dir, name)
         tmp = dest + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
         _save_into(obj, tmp)
+        # A failed attempt of this trial may have left a directory of this name.
+        shutil.rmtree(dest, ignore_errors=True)
         os.replace(tmp, dest)
-        sess.latest_checkpoint_path = dest
+        sess.note_checkpoint(dest)
         return name

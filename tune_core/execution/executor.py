@@ -36,6 +36,9 @@ class TrialLaunch:
     checkpoint_index: int = 0               # next checkpoint_%06d number to use
     checkpoint_frequency: int = 0           # class API: save every N iterations
     checkpoint_at_end: bool = False         # class API: save when the trial ends
+    # Each report waits until the driver has taken its result, so that a trial is at
+    # most one result ahead of the decision on the previous one (for pausing schedulers).
+    sync_results: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,18 +78,30 @@ class TrialFailed:
 
 @dataclasses.dataclass(frozen=True)
 class TrialPaused:
-    """The trial saved a checkpoint (or has none) and released its resources."""
+    """The trial saved a checkpoint (or has none) and released its resources.
+
+    ``checkpoint_iteration``/``checkpoint_time_total`` are the counters the
+    checkpoint was saved at; the trial resumes counting from them.
+    """
 
     trial_id: str
     checkpoint_path: Optional[str]
-    result: Optional[Dict[str, Any]] = None
+    checkpoint_iteration: int = 0
+    checkpoint_time_total: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
 class TrialStopped:
-    """A stop the controller asked for is done; the trial's resources are free."""
+    """A stop the controller asked for is done; the trial's resources are free.
+
+    ``checkpoint_path`` is set when the trial saved one as it stopped
+    (``checkpoint_at_end``), with the counters it was saved at.
+    """
 
     trial_id: str
+    checkpoint_path: Optional[str] = None
+    checkpoint_iteration: int = 0
+    checkpoint_time_total: float = 0.0
 
 
 ExecutorEvent = Union[TrialStarted, TrialResults, TrialFinished, TrialFailed, TrialPaused,
@@ -98,8 +113,9 @@ class Executor:
 
     ``start_trial``, ``pause_trial`` and ``stop_trial`` return at once; what
     happens is reported later by :meth:`poll` as events. After ``stop_trial``
-    or ``pause_trial`` the executor reports no more results for that trial
-    (results already in flight may be dropped) and ends with exactly one
+    the executor reports no more results for that trial after a stop (results
+    already in flight are dropped); after a pause it reports the results the
+    trial made before it saved its checkpoint. Either ends with exactly one
     ``TrialStopped``, ``TrialPaused`` or ``TrialFailed``.
     """
 

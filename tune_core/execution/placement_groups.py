@@ -130,3 +130,26 @@ def normalize_resources(resources: Union[None, Mapping[str, Any], PlacementGroup
         return resource_dict_to_pg_factory(resources)
     raise ValueError("resources must be a dict, a PlacementGroupFactory or a callable of the "
                      f"config returning one of them; got {resources!r}")
+
+
+def _fits(free: Mapping[str, float], need: Mapping[str, float]) -> bool:
+    return all(free.get(k, 0.0) + 1e-9 >= v for k, v in need.items())
+
+
+def can_ever_fit(pgf: PlacementGroupFactory, total: Mapping[str, float],
+                 nodes: List[Mapping[str, float]]) -> bool:
+    """Whether an empty cluster with these nodes could place ``pgf`` at all."""
+    if not _fits(total, pgf.required_resources):
+        return False
+    bundles = [b for b in pgf.bundles if b]
+    if pgf.strategy == "STRICT_PACK":
+        return any(_fits(n, pgf.required_resources) for n in nodes)
+    if pgf.strategy == "STRICT_SPREAD":
+        # Each bundle on its own node: look for such an assignment (bundles are few).
+        def assign(i: int, used: frozenset) -> bool:
+            if i == len(bundles):
+                return True
+            return any(assign(i + 1, used | {j}) for j, n in enumerate(nodes)
+                       if j not in used and _fits(n, bundles[i]))
+        return len(bundles) <= len(nodes) and assign(0, frozenset())
+    return all(any(_fits(n, b) for n in nodes) for b in bundles)

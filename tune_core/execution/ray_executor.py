@@ -8,6 +8,7 @@ Starting a new process costs hundreds of milliseconds; reuse costs one call.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
 import time
@@ -62,15 +63,20 @@ class RayExecutor(Executor):
         reuse_actors: None (default) reuses worker processes with a fresh trainable per
             trial; True also keeps a class trainable's object and calls ``reset_config``;
             False starts a new actor (named after its trial) for every trial.
-        stop_timeout: seconds a trial may take to stop before its worker is killed.
+        stop_timeout: seconds a class trainable may take to stop (finish its step,
+            save, clean up) before its worker is killed.
+        function_stop_timeout: the same for a function trainable, which stops at its
+            next ``report``; everything it reported is safe by then, so the wait is short.
     """
 
     def __init__(self, trainable: Any, *, reuse_actors: Optional[bool] = None,
-                 stop_timeout: float = 30.0, fetch_timeout: float = 2.0,
+                 stop_timeout: float = 30.0, function_stop_timeout: float = 2.0,
+                 fetch_timeout: float = 2.0,
                  lookahead: int = DEFAULT_LOOKAHEAD, experiment_name: str = "tune") -> None:
         self._trainable = trainable
         self._reuse_actors = reuse_actors
-        self._stop_timeout = stop_timeout
+        self._stop_timeout = stop_timeout if inspect.isclass(trainable) else \
+            min(stop_timeout, function_stop_timeout)
         self._fetch_timeout = fetch_timeout
         self._lookahead = lookahead
         self._experiment_name = experiment_name
@@ -90,6 +96,9 @@ class RayExecutor(Executor):
     def setup(self) -> None:
         if not ray.is_initialized():
             raise RuntimeError("RayExecutor.setup: Ray is not initialised")
+        if self._trainable_ref is not None:  # already set up
+            self.refresh_resources()
+            return
         self._trainable_ref = ray.put(self._trainable)
         self._worker_cls = ray.remote(TrialWorker)
         self.refresh_resources()
@@ -225,7 +234,7 @@ class RayExecutor(Executor):
         slot.stop_requested = True
         slot.pause = pause
         slot.stop_deadline = time.monotonic() + self._stop_timeout
-        slot.actor.stop.remote(pause)
+        slot.actor.stop.remote(pause, trial_id)
 
     # --- events -------------------------------------------------------------------------------
     def poll(self, timeout: float) -> List[ExecutorEvent]:
@@ -258,7 +267,7 @@ class RayExecutor(Executor):
         slot.node_ip, slot.pid = info["node_ip"], info["pid"]
         events.append(TrialStarted(trial_id, slot.node_ip, slot.pid))
         if slot.stop_requested:
-            slot.actor.stop.remote(slot.pause)
+            slot.actor.stop.remote(slot.pause, trial_id)
         self._refs[slot.actor.fetch.remote(self._fetch_timeout)] = ("fetch", slot)
 
     def _on_fetched(self, ref: Any, slot: _Slot, events: List[ExecutorEvent]) -> None:
@@ -274,23 +283,25 @@ class RayExecutor(Executor):
                 events.append(self._failure(trial_id, exc, "died"))
             return
         results, state = out["results"], out["state"]
-        if results and not slot.stop_requested:
+        # After a pause the trial's last results (up to its checkpoint) still count.
+        if results and (not slot.stop_requested or slot.pause):
             events.append(TrialResults(trial_id, results))
         if state == "running":
             self._refs[slot.actor.fetch.remote(self._fetch_timeout)] = ("fetch", slot)
             return
-        if state == "failed" and not slot.stop_requested:
-            slot.healthy = True  # the user's code raised; the process itself is fine
-            self._release(slot)
+        slot.healthy = bool(out.get("reusable", True))
+        self._release(slot)
+        if state == "failed":  # the user's code raised (also while saving for a pause)
             err = TrialError(out["error"], trial_id=trial_id, traceback_str=out["traceback"],
                              cause_type=out["error_type"])
             events.append(TrialFailed(trial_id, err, out["traceback"]))
             return
-        self._release(slot)
+        ckpt = (out.get("checkpoint_path"), int(out.get("checkpoint_iteration") or 0),
+                float(out.get("checkpoint_time_total") or 0.0))
         if state == "paused" or (slot.stop_requested and slot.pause):
-            events.append(TrialPaused(trial_id, out.get("checkpoint_path")))
+            events.append(TrialPaused(trial_id, *ckpt))
         elif slot.stop_requested:
-            events.append(TrialStopped(trial_id))
+            events.append(TrialStopped(trial_id, *ckpt))
         else:
             events.append(TrialFinished(trial_id))
 

@@ -24,7 +24,7 @@ from tune_core.error import TrialError, TuneError
 from tune_core.execution.executor import (
     Executor, TrialFailed, TrialFinished, TrialLaunch, TrialPaused, TrialResults, TrialStarted,
     TrialStopped)
-from tune_core.execution.placement_groups import PlacementGroupFactory
+from tune_core.execution.placement_groups import PlacementGroupFactory, can_ever_fit
 from tune_core.experiment.trial import Trial, TrialStatus, new_run_prefix, new_trial_id
 from tune_core.schedulers.trial_scheduler import FIFOScheduler, SchedulerDecision, TrialScheduler
 from tune_core.search.search_algorithm import SearchAlgorithm
@@ -41,10 +41,6 @@ def _default_dirname(trial: Trial) -> str:
     tag = _UNSAFE.sub("_", trial.experiment_tag)
     name = f"{base}_{tag}" if tag else base
     return name[:_MAX_DIRNAME].rstrip("_.")
-
-
-def _fits(free: Dict[str, float], need: Dict[str, float]) -> bool:
-    return all(free.get(k, 0.0) + 1e-9 >= v for k, v in need.items())
 
 
 class TuneController:
@@ -118,6 +114,8 @@ class TuneController:
         self._next_index = 0
         self._search_finished = False
         self._stop_all = False
+        self._stop_requested = False   # set from a signal handler; acted on in step()
+        self._seen_pause = False
         self._fatal: Optional[BaseException] = None
         self.iteration = 0
         self._started = False
@@ -145,19 +143,27 @@ class TuneController:
     def is_finished(self) -> bool:
         if self._fatal is not None:
             return True
+        if self._stop_requested and not self._stop_all:
+            return False  # the next step stops everything first
         if self._stop_all or self._search_finished:
             return not self._active and not self._stopping and not self._waiting
         return False
 
     def request_stop(self) -> None:
-        """End the experiment soon: stop running trials, start no new ones (e.g. on SIGINT)."""
-        self._stop_experiment()
+        """End the experiment soon: stop running trials, start no new ones.
+
+        Safe to call from a signal handler: it only sets a flag that the next
+        :meth:`step` acts on.
+        """
+        self._stop_requested = True
 
     def step(self) -> None:
         if not self._started:
             self._started = True
             self._executor.setup()
         self.iteration += 1
+        if self._stop_requested:
+            self._stop_experiment()
         self._callbacks.on_step_begin(iteration=self.iteration, trials=self.trials)
         if not self._stop_all:
             self._create_and_start_trials()
@@ -235,12 +241,7 @@ class TuneController:
     def _check_fits(self, trial: Trial) -> None:
         pgf = trial.placement_group_factory
         total = self._executor.total_resources()
-        nodes = list(self._executor.largest_node_resources())
-        need = pgf.required_resources
-        ok = _fits(total, need) and all(any(_fits(n, b) for n in nodes) for b in pgf.bundles)
-        if ok and pgf.strategy == "STRICT_PACK":
-            ok = any(_fits(n, need) for n in nodes)
-        if not ok:
+        if not can_ever_fit(pgf, total, list(self._executor.largest_node_resources())):
             have = ", ".join(f"{v:g} {k}" for k, v in sorted(total.items())
                              if not k.startswith("node:") and k != "object_store_memory")
             raise TuneError(f"Trial {trial.trial_name} requests {pgf!r}, which can never fit "
@@ -250,6 +251,7 @@ class TuneController:
     def _launch(self, trial: Trial) -> None:
         del self._waiting[trial.trial_id]
         self._active[trial.trial_id] = trial
+        trial.set_status(TrialStatus.PENDING)  # a resumed PAUSED trial is starting again
         counters = self._checkpoint_counters.get(trial.trial_id, {})
         checkpoint = trial.checkpoint
         self._executor.start_trial(TrialLaunch(
@@ -261,7 +263,8 @@ class TuneController:
             restored_time_total=float(counters.get("time_total", 0.0)) if checkpoint else 0.0,
             checkpoint_index=int(counters.get("next_index", 0)),
             checkpoint_frequency=self._checkpoint_frequency,
-            checkpoint_at_end=self._checkpoint_at_end))
+            checkpoint_at_end=self._checkpoint_at_end,
+            sync_results=bool(self._scheduler.pauses_trials or self._seen_pause)))
 
     # --- 3. events -----------------------------------------------------------------------------
     def _handle(self, event: Any) -> None:
@@ -275,14 +278,22 @@ class TuneController:
                 self._callbacks.on_trial_start(iteration=self.iteration, trials=self.trials,
                                                trial=trial)
         elif isinstance(event, TrialResults):
+            results = iter(event.results)
             if trial.status == TrialStatus.RUNNING:
-                for result in event.results:
+                for result in results:
                     if not self._on_result(trial, result):
                         break
+            if trial.trial_id in self._pausing:
+                # Made before the pause took effect: kept (they lead up to the
+                # checkpoint the trial resumes from), but no longer decided on.
+                for result in results:
+                    self._log_result(trial, result)
         elif isinstance(event, TrialFinished):
             self._active.pop(trial.trial_id, None)
             self._stopping.discard(trial.trial_id)
-            if trial.status == TrialStatus.RUNNING:
+            self._pausing.discard(trial.trial_id)
+            # It ended on its own, maybe before a pause reached it.
+            if trial.status in (TrialStatus.RUNNING, TrialStatus.PAUSED):
                 if trial.last_result:
                     trial.last_result["done"] = True
                 self._complete(trial)
@@ -297,13 +308,21 @@ class TuneController:
             self._active.pop(trial.trial_id, None)
             self._stopping.discard(trial.trial_id)
             self._pausing.discard(trial.trial_id)
-            if event.checkpoint_path:
-                self._record_checkpoint(trial, event.checkpoint_path, trial.last_result)
+            self._record_final_checkpoint(trial, event)
             if trial.status == TrialStatus.PAUSED:
                 self._waiting[trial.trial_id] = trial
         elif isinstance(event, TrialStopped):
             self._active.pop(trial.trial_id, None)
             self._stopping.discard(trial.trial_id)
+            self._record_final_checkpoint(trial, event)
+
+    def _record_final_checkpoint(self, trial: Trial, event: Any) -> None:
+        """The checkpoint a trial saved as it paused or stopped, if it is a new one."""
+        path = event.checkpoint_path
+        if path and (trial.checkpoint is None or trial.checkpoint.path != path):
+            self._record_checkpoint(trial, path, {
+                "training_iteration": event.checkpoint_iteration,
+                "time_total_s": event.checkpoint_time_total})
 
     # --- 4. results ----------------------------------------------------------------------------
     def _on_result(self, trial: Trial, result: Dict[str, Any]) -> bool:
@@ -338,6 +357,17 @@ class TuneController:
             self._pause_trial(trial)
             return False
         return True
+
+    def _log_result(self, trial: Trial, result: Dict[str, Any]) -> None:
+        """Keep a result without deciding on it (the trial is already pausing)."""
+        result["config"] = trial.config
+        result["experiment_tag"] = trial.experiment_tag
+        trial.update_last_result(result)
+        self._callbacks.on_trial_result(iteration=self.iteration, trials=self.trials,
+                                        trial=trial, result=result)
+        name = result.get("checkpoint_dir_name")
+        if name:
+            self._record_checkpoint(trial, f"{trial.path}/{name}", result)
 
     def _check_metrics(self, trial: Trial, result: Dict[str, Any]) -> bool:
         """Whether the result holds every metric the decision makers need.
@@ -379,6 +409,7 @@ class TuneController:
         self._complete(trial)
 
     def _pause_trial(self, trial: Trial) -> None:
+        self._seen_pause = True
         trial.set_status(TrialStatus.PAUSED)
         self._pausing.add(trial.trial_id)
         self._stopping.add(trial.trial_id)
@@ -397,7 +428,8 @@ class TuneController:
               retry: bool = True) -> None:
         trial.num_failures += 1
         self._write_error(trial, error, traceback_str)
-        if retry and (self._max_failures < 0 or trial.num_failures <= self._max_failures):
+        if retry and not self._stop_all and (
+                self._max_failures < 0 or trial.num_failures <= self._max_failures):
             # Retried from its newest checkpoint (or from scratch) in a new worker.
             trial.set_status(TrialStatus.PENDING)
             self._waiting[trial.trial_id] = trial
@@ -437,7 +469,7 @@ class TuneController:
         for trial in list(self._waiting.values()):
             self._complete(trial)
         for trial in list(self._active.values()):
-            if trial.status == TrialStatus.RUNNING or trial.status == TrialStatus.PENDING:
+            if trial.trial_id in self._pausing:
+                self._complete(trial)  # its pause finishes; it is not resumed
+            elif not trial.is_finished():
                 self._stop_trial(trial, None)
-        for trial_id in list(self._pausing):
-            self._complete(self._by_id[trial_id])

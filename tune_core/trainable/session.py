@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from collections import deque
-from typing import Any, Deque, Dict, List, Optional
+from typing import Any, Deque, Dict, List, Optional, Tuple
 
 from tune_core.checkpoint import Checkpoint
 from tune_core.error import TuneError
@@ -79,6 +79,9 @@ class _TrialSession:
                  resources: Any, config: Dict[str, Any], node_ip: str,
                  checkpoint_path: Optional[str], restored_iteration: int,
                  restored_time_total: float, checkpoint_index: int, lookahead: int) -> None:
+        # lookahead: results a trial may run ahead of the driver; 0 means each report
+        # waits until the driver has taken its result (a scheduler that pauses trials
+        # then sees a trial at most one result ahead of its decision).
         self.trial_id = trial_id
         self.trial_name = trial_name
         self.trial_dir = trial_dir
@@ -89,14 +92,18 @@ class _TrialSession:
         self.pid = os.getpid()
         self.loaded_checkpoint = Checkpoint(checkpoint_path) if checkpoint_path else None
         self.latest_checkpoint_path = checkpoint_path
+        # Counters of the newest checkpoint, so a pause resumes counting from it.
+        self.checkpoint_iteration = restored_iteration
+        self.checkpoint_time_total = restored_time_total
         self.iteration = restored_iteration
         self.time_total = restored_time_total
         self.iterations_since_restore = 0
         self.start_time = time.time()
         self._last_report_time = self.start_time
         self.checkpoint_index = checkpoint_index
-        self.lookahead = max(1, lookahead)
-        self._buffer: Deque[Dict[str, Any]] = deque()
+        self.lookahead = max(0, lookahead)
+        # (iteration counter when reported, result), oldest first
+        self._buffer: Deque[Tuple[int, Dict[str, Any]]] = deque()
         self._cond = threading.Condition()
         self.stop_requested = False
         self.pause_requested = False
@@ -143,19 +150,49 @@ class _TrialSession:
                 checkpoint.to_directory(tmp)
             shutil.rmtree(dest, ignore_errors=True)
             os.replace(tmp, dest)
-        self.latest_checkpoint_path = dest
+        self.note_checkpoint(dest)
         self.loaded_checkpoint = Checkpoint(dest)
         return name
 
-    def put(self, result: Dict[str, Any]) -> None:
-        """Queue a result for the driver; blocks while the look-ahead buffer is full."""
+    def note_checkpoint(self, path: str) -> None:
+        """``path`` holds the state as of the current iteration."""
+        self.latest_checkpoint_path = path
+        self.checkpoint_iteration = self.iteration
+        self.checkpoint_time_total = self.time_total
+
+    def put(self, result: Dict[str, Any], *, raise_on_stop: bool = True) -> bool:
+        """Queue a result for the driver; blocks while the look-ahead buffer is full.
+
+        When the trial is asked to stop before the result is queued, raises
+        ``_StopTrial`` (or returns False with ``raise_on_stop=False``).
+        """
         with self._cond:
-            while len(self._buffer) >= self.lookahead and not self.stop_requested:
+            while len(self._buffer) >= max(1, self.lookahead) and not self.stop_requested:
                 self._cond.wait(0.5)
             if self.stop_requested:
-                raise _StopTrial()
-            self._buffer.append(result)
+                if raise_on_stop:
+                    raise _StopTrial()
+                return False
+            self._buffer.append((self.iteration, result))
             self._cond.notify_all()
+            if self.lookahead == 0:  # wait until the driver has taken it
+                while self._buffer and not self.stop_requested:
+                    self._cond.wait(0.5)
+            return True
+
+    def put_last(self, result: Dict[str, Any]) -> None:
+        """Queue the last result of a paused trial (the stop request is already known)."""
+        with self._cond:
+            self._buffer.append((self.iteration, result))
+            self._cond.notify_all()
+
+    def drop_after_checkpoint(self) -> None:
+        """Forget queued results newer than the newest checkpoint: a resumed trial
+        reports them again."""
+        with self._cond:
+            keep = [item for item in self._buffer if item[0] <= self.checkpoint_iteration]
+            self._buffer.clear()
+            self._buffer.extend(keep)
 
     def check_stop(self) -> None:
         if self.stop_requested:
@@ -172,7 +209,11 @@ class _TrialSession:
         result = self.fill_auto_fields(metrics)
         if checkpoint is not None:
             result["checkpoint_dir_name"] = self.persist_checkpoint(checkpoint)
-        self.put(result)
+        if not self.put(result, raise_on_stop=False):
+            if self.pause_requested and checkpoint is not None:
+                # The trial resumes from this checkpoint, so its result must be kept.
+                self.put_last(result)
+            raise _StopTrial()
 
     # --- called from the worker's fetch ------------------------------------------------------
     def take(self, timeout: float) -> List[Dict[str, Any]]:
@@ -180,7 +221,7 @@ class _TrialSession:
         with self._cond:
             if not self._buffer and not self.thread_done:
                 self._cond.wait(timeout)
-            out = list(self._buffer)
+            out = [result for _, result in self._buffer]
             self._buffer.clear()
             self._cond.notify_all()
             return out

@@ -22,13 +22,19 @@ class _ObjectStoreParams:
     def __init__(self, params: Dict[str, Any]) -> None:
         self._params = params
         self._refs: Dict[str, Any] = {}
+        self._refs_owner: Any = None
         self._cache: Dict[str, Any] = {}
 
     def __getstate__(self):
         import ray  # deferred: only pickling for Ray workers needs it
 
-        if not self._refs:
+        # References belong to one Ray session: put the objects again after a
+        # ray.shutdown()/ray.init() (a new job or a new cluster).
+        ctx = ray.get_runtime_context()
+        owner = (ctx.get_job_id(), ctx.get_node_id())
+        if not self._refs or self._refs_owner != owner:
             self._refs = {k: ray.put(v) for k, v in self._params.items()}
+            self._refs_owner = owner
         return {"refs": self._refs}
 
     def __setstate__(self, state):

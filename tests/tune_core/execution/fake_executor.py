@@ -52,15 +52,21 @@ class FakeExecutor(Executor):
         return state
 
     def stop_trial(self, trial_id: str) -> None:
+        # Like a class trainable: with checkpoint_at_end it saves as it stops.
         if trial_id in self.running:
-            self._release(trial_id)
-            self.outbox.append(TrialStopped(trial_id))
+            state = self._release(trial_id)
+            if state["launch"].checkpoint_at_end:
+                path = f"{state['launch'].trial_dir}/checkpoint_{state['ckpt']:06d}"
+                self.outbox.append(TrialStopped(trial_id, path, state["i"], float(state["i"])))
+            else:
+                self.outbox.append(TrialStopped(trial_id))
 
     def pause_trial(self, trial_id: str) -> None:
+        # Like a class trainable: it saves at the iteration it has reached.
         if trial_id in self.running:
             state = self._release(trial_id)
             path = f"{state['launch'].trial_dir}/checkpoint_{state['ckpt']:06d}"
-            self.outbox.append(TrialPaused(trial_id, path))
+            self.outbox.append(TrialPaused(trial_id, path, state["i"], float(state["i"])))
 
     def poll(self, timeout: float) -> List[Any]:
         events, self.outbox = self.outbox, []

@@ -283,3 +283,158 @@ def test_trial_dirnames_are_short(tmp_path):
     (trial,) = ctrl.run()
     assert len(trial.dirname) <= 64
     assert trial.trial_id in trial.dirname
+
+
+class FinishBeforePause(FakeExecutor):
+    """The trial's last result and its end arrive in one poll, so a pause comes too late."""
+
+    def pause_trial(self, trial_id):
+        pass  # the worker has already finished; its TrialFinished is on the way
+
+    def poll(self, timeout):
+        events = super().poll(timeout)
+        more = super().poll(0) if any(type(e).__name__ == "TrialResults" for e in events) \
+            else []
+        return events + more
+
+
+def test_pause_racing_with_the_end_completes_the_trial(tmp_path):
+    config = {"results": [{"score": 0}, {"score": 1}]}
+    ctrl, _, search, rec = make([config], tmp_path, scheduler=PauseOnce())
+    for _ in range(50):
+        if ctrl.is_finished():
+            break
+        ctrl.step()
+    assert ctrl.is_finished()
+    (trial,) = ctrl.trials
+    assert trial.status == TrialStatus.TERMINATED
+    assert ("complete", trial.trial_id) in rec.events
+    assert trial.trial_id in search.completed
+
+
+class SlowStart(FakeExecutor):
+    """TrialStarted arrives one poll late, as a real actor start takes time."""
+
+    def __init__(self):
+        super().__init__()
+        self.held = []
+
+    def poll(self, timeout):
+        events = super().poll(timeout)
+        out, self.held = self.held, [e for e in events if type(e).__name__ == "TrialStarted"]
+        return out + [e for e in events if type(e).__name__ != "TrialStarted"]
+
+
+def test_stop_all_while_a_paused_trial_restarts(tmp_path):
+    class StopWhenRelaunched(Stopper):
+        ctrl = None
+
+        def __call__(self, trial_id, result):
+            return False
+
+        def stop_all(self):
+            return len(self.ctrl._executor.launches) >= 2
+
+    stopper = StopWhenRelaunched()
+    config = {"results": [{"score": i} for i in range(50)]}
+    ctrl, executor, _, _ = make([config], tmp_path, scheduler=PauseOnce(), stopper=stopper,
+                                executor=SlowStart())
+    stopper.ctrl = ctrl
+    for _ in range(50):
+        if ctrl.is_finished():
+            break
+        ctrl.step()
+    assert ctrl.is_finished()
+    (trial,) = ctrl.trials
+    assert trial.status == TrialStatus.TERMINATED
+    assert trial.last_result["training_iteration"] < 50
+
+
+def test_paused_trial_resumes_from_the_counters_of_its_checkpoint(tmp_path):
+    class LateStop(FakeExecutor):
+        """The trial runs one more iteration before the pause reaches it."""
+
+        def pause_trial(self, trial_id):
+            state = self.running[trial_id]
+            self.outbox.append(TrialResults(trial_id, [{"score": 9, "training_iteration":
+                                                        state["i"] + 1}]))
+            state["i"] += 1
+            super().pause_trial(trial_id)
+
+    from tune_core.execution.executor import TrialResults
+
+    config = {"results": [{"score": i} for i in range(5)]}
+    ctrl, executor, _, rec = make([config], tmp_path, scheduler=PauseOnce(), executor=LateStop())
+    while not ctrl.is_finished():
+        ctrl.step()
+    assert executor.launches[1].restored_iteration == 3
+    iterations = [e[2] for e in rec.events if e[0] == "result"]
+    assert iterations == [1, 2, 3, 4, 5]  # the late result is kept, nothing repeats
+
+
+def test_checkpoint_at_end_when_a_stopper_ends_the_trial(tmp_path):
+    config = {"results": [{"score": i} for i in range(10)]}
+    ctrl, _, _, _ = make([config], tmp_path, stopper=MaxIter(3), checkpoint_at_end=True)
+    while not ctrl.is_finished():
+        ctrl.step()
+    (trial,) = ctrl.trials
+    assert trial.status == TrialStatus.TERMINATED
+    assert trial.checkpoint is not None
+    assert trial.checkpoint.path.endswith("checkpoint_000000")
+
+
+class MaxIter(Stopper):
+    def __init__(self, n):
+        self.n = n
+
+    def __call__(self, trial_id, result):
+        return result["training_iteration"] >= self.n
+
+    def stop_all(self):
+        return False
+
+
+def test_failure_after_stop_all_is_not_retried(tmp_path):
+    config = {"results": [{"score": i} for i in range(10)], "fail_at": 2, "fail_always": True}
+    ctrl, executor, _, _ = make([config], tmp_path, max_failures=-1)
+    ctrl.step()
+    ctrl.step()
+    ctrl._stop_all = True  # the experiment is ending; as when a stop arrives after a failure
+    for _ in range(20):
+        if ctrl.is_finished():
+            break
+        ctrl.step()
+    assert ctrl.is_finished()
+    assert len(executor.launches) == 1
+
+
+def test_request_stop_only_takes_effect_in_step(tmp_path):
+    configs = [{"results": [{"score": i} for i in range(100)]} for _ in range(3)]
+    ctrl, executor, _, _ = make(configs, tmp_path)
+    ctrl.step()
+    ctrl.step()
+    before = statuses(ctrl.trials)
+    ctrl.request_stop()  # what the SIGINT handler calls
+    assert statuses(ctrl.trials) == before
+    assert not ctrl.is_finished()
+    for _ in range(20):
+        if ctrl.is_finished():
+            break
+        ctrl.step()
+    assert ctrl.is_finished()
+    assert all(t.status == TrialStatus.TERMINATED for t in ctrl.trials)
+    assert all(t.last_result.get("training_iteration", 0) < 100 for t in ctrl.trials)
+
+
+def test_strict_spread_needs_as_many_nodes_as_bundles():
+    from tune_core.execution.placement_groups import can_ever_fit
+
+    pgf = PlacementGroupFactory([{"CPU": 0.5}, {"CPU": 0.5}], strategy="STRICT_SPREAD")
+    one_node = [{"CPU": 2.0}]
+    two_nodes = [{"CPU": 2.0}, {"CPU": 1.0}]
+    assert not can_ever_fit(pgf, {"CPU": 2.0}, one_node)
+    assert can_ever_fit(pgf, {"CPU": 3.0}, two_nodes)
+    assert can_ever_fit(PlacementGroupFactory([{"CPU": 0.5}, {"CPU": 0.5}]), {"CPU": 2.0},
+                        one_node)
+    big = PlacementGroupFactory([{"GPU": 1}, {"GPU": 1}], strategy="STRICT_SPREAD")
+    assert not can_ever_fit(big, {"GPU": 2.0}, [{"GPU": 2.0}, {"CPU": 4.0}])
