@@ -29,6 +29,27 @@ class ResultGrid:
         self._mode = mode
         self._results = [self._to_result(t) for t in self._trials]
 
+    @classmethod
+    def from_path(cls, experiment_path: str, metric: Optional[str] = None,
+                  mode: Optional[str] = None) -> "ResultGrid":
+        """The results of the experiment saved in ``experiment_path`` (reads JSON only;
+        no trainable needed)."""
+        import json
+        import os
+
+        from tune_core.experiment.experiment_state import STATE_FILE, trial_from_state
+
+        path = os.path.abspath(os.path.expanduser(experiment_path))
+        state_file = os.path.join(path, STATE_FILE)
+        if not os.path.exists(state_file):
+            raise FileNotFoundError(
+                f"ResultGrid.from_path({experiment_path!r}): no experiment there ({STATE_FILE} "
+                "is missing); pass the directory of one experiment")
+        with open(state_file) as f:
+            state = json.load(f)
+        trials = [trial_from_state(t, path)[0] for t in state["trials"]]
+        return cls(trials, path, metric, mode)
+
     @staticmethod
     def _to_result(trial: Trial) -> Result:
         error = trial.error if trial.status == TrialStatus.ERROR else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import inspect
 import os
@@ -73,6 +74,59 @@ class Tuner:
         self._tune_config = tune_config or TuneConfig()
         self._run_config = run_config or RunConfig()
         self._results: Optional[ResultGrid] = None
+        self._restore: Optional[Dict[str, Any]] = None  # set by Tuner.restore
+
+    # --- restoring -----------------------------------------------------------------------------
+    @classmethod
+    def can_restore(cls, path: "str | os.PathLike[str]") -> bool:
+        """Whether ``path`` holds an experiment that ``Tuner.restore`` can continue."""
+        from tune_core.experiment.experiment_state import STATE_FILE, TUNER_FILE
+
+        path = os.path.abspath(os.path.expanduser(os.fspath(path)))
+        return os.path.exists(os.path.join(path, STATE_FILE)) and \
+            os.path.exists(os.path.join(path, TUNER_FILE))
+
+    @classmethod
+    def restore(cls, path: "str | os.PathLike[str]", trainable: Any, *,
+                resume_unfinished: bool = True, resume_errored: bool = False,
+                restart_errored: bool = False, param_space: Optional[Dict[str, Any]] = None,
+                storage_filesystem: Any = None) -> "Tuner":
+        """Continue an interrupted experiment where it stopped.
+
+        Args:
+            path: the experiment directory (``results.experiment_path``).
+            trainable: the same trainable (it is not saved with the experiment).
+            resume_unfinished: continue trials that had not ended (from their
+                newest checkpoint); False marks them TERMINATED.
+            resume_errored: continue errored trials from their newest checkpoint.
+            restart_errored: start errored trials over from scratch.
+            param_space: the search space again, if it held objects that could
+                not be saved (it must be the same space).
+        """
+        import cloudpickle
+
+        from tune_core.experiment.experiment_state import TUNER_FILE
+
+        _check_trainable(trainable)
+        if resume_errored and restart_errored:
+            raise ValueError("Tuner.restore: pass resume_errored=True or restart_errored=True, "
+                             "not both")
+        local = os.path.abspath(os.path.expanduser(os.fspath(path)))
+        if not cls.can_restore(local):
+            raise ValueError(f"Tuner.restore(path={os.fspath(path)!r}): no experiment to "
+                             "restore there (experiment_state.json and tuner.pkl are "
+                             "needed); pass the directory printed at the start of the run")
+        with open(os.path.join(local, TUNER_FILE), "rb") as f:
+            saved = cloudpickle.loads(f.read())
+        run_config = dataclasses.replace(saved["run_config"],
+                                         storage_path=os.path.dirname(local),
+                                         name=os.path.basename(local))
+        tuner = cls(trainable, param_space=param_space if param_space is not None
+                    else saved["param_space"], tune_config=saved["tune_config"],
+                    run_config=run_config)
+        tuner._restore = {"path": local, "resume_unfinished": resume_unfinished,
+                          "resume_errored": resume_errored, "restart_errored": restart_errored}
+        return tuner
 
     # --- assembling the experiment -------------------------------------------------------------
     def _search_alg(self):
@@ -138,6 +192,14 @@ class Tuner:
         if rc.storage_path and rc.storage_path.startswith("file://"):
             storage = rc.storage_path[len("file://"):]
         name = rc.name
+        if name is not None:
+            from tune_core.experiment.experiment_state import STATE_FILE
+
+            if os.path.exists(os.path.join(storage, name, STATE_FILE)):
+                raise ValueError(
+                    f"RunConfig(name={name!r}): {os.path.join(storage, name)} already holds an "
+                    "experiment. Continue it with tune.Tuner.restore(path, trainable), or "
+                    "choose another name (or none, for a new dated one)")
         if name is None:
             stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
             name = f"{trainable_name}_{stamp}"
@@ -179,10 +241,18 @@ class Tuner:
         from tune_core.logger import CSVLoggerCallback, JsonLoggerCallback
         from tune_core.progress_reporter import ProgressReporterCallback
 
+        from tune_core.experiment.experiment_state import (
+            ExperimentStateWriter, load_experiment_state)
+
         tc, rc = self._tune_config, self._run_config
         trainable_name = get_trainable_name(self._trainable)
-        search_alg = self._search_alg()
-        scheduler = self._scheduler()
+        restored_state = None
+        if self._restore is not None:
+            _, restored_state = load_experiment_state(self._restore["path"])
+            search_alg, scheduler = restored_state["search_alg"], restored_state["scheduler"]
+        else:
+            search_alg = self._search_alg()
+            scheduler = self._scheduler()
         stopper = self._stopper()
         if not ray.is_initialized():
             ray.init(ignore_reinit_error=True)
@@ -192,7 +262,12 @@ class Tuner:
         executor.setup()
         if has_static_resources(self._trainable):
             self._check_static_resources(executor)
-        name, path = self._experiment_path(trainable_name)
+        if self._restore is not None:
+            path = self._restore["path"]
+            name = os.path.basename(path)
+        else:
+            name, path = self._experiment_path(trainable_name)
+            self._save_tuner(path)
         verbose = 1 if rc.verbose is None else int(rc.verbose)
         callbacks: List[Callback] = list(rc.callbacks or [])
         callbacks += [JsonLoggerCallback(), CSVLoggerCallback()]
@@ -226,7 +301,13 @@ class Tuner:
             trial_name_creator=tc.trial_name_creator,
             trial_dirname_creator=tc.trial_dirname_creator,
             checkpoint_frequency=cc.checkpoint_frequency if inspect.isclass(self._trainable)
-            else 0, checkpoint_at_end=at_end and inspect.isclass(self._trainable))
+            else 0, checkpoint_at_end=at_end and inspect.isclass(self._trainable),
+            state_writer=ExperimentStateWriter(path))
+        if restored_state is not None:
+            controller.restore_state(
+                restored_state, resume_unfinished=self._restore["resume_unfinished"],
+                resume_errored=self._restore["resume_errored"],
+                restart_errored=self._restore["restart_errored"])
         for cb in callbacks:
             cb.setup(stop=rc.stop, num_samples=tc.num_samples,
                      total_num_samples=search_alg.total_samples, experiment_name=name,
@@ -238,6 +319,26 @@ class Tuner:
             trials = controller.run()
         self._results = ResultGrid(trials, path, tc.metric, tc.mode)
         return self._results
+
+    def _save_tuner(self, path: str) -> None:
+        """What ``Tuner.restore`` needs besides the trainable, written once."""
+        import cloudpickle
+
+        from tune_core.experiment.experiment_state import TUNER_FILE, _write_atomically
+
+        saved = {"param_space": self._param_space, "tune_config": self._tune_config,
+                 "run_config": self._run_config}
+        try:
+            data = cloudpickle.dumps(saved)
+        except Exception as exc:  # e.g. a callback holding a lock
+            import warnings
+
+            warnings.warn(f"The experiment's configs could not be saved for Tuner.restore "
+                          f"({type(exc).__name__}: {exc}); restoring it will need "
+                          "param_space=... and the same configs again.")
+            saved["run_config"] = dataclasses.replace(self._run_config, callbacks=None)
+            data = cloudpickle.dumps(saved)
+        _write_atomically(os.path.join(path, TUNER_FILE), data)
 
     def _check_static_resources(self, executor) -> None:
         from tune_core.execution.placement_groups import can_ever_fit
@@ -253,7 +354,12 @@ class Tuner:
                         "Ray with more resources.")
 
     def get_results(self) -> ResultGrid:
+        """The results of ``fit()``; for a restored Tuner before ``fit()``, the results
+        saved so far."""
         if self._results is None:
+            if self._restore is not None:
+                tc = self._tune_config
+                return ResultGrid.from_path(self._restore["path"], tc.metric, tc.mode)
             raise RuntimeError("Tuner.get_results(): call fit() first")
         return self._results
 

@@ -25,6 +25,8 @@ from tune_core.execution.executor import (
     Executor, TrialFailed, TrialFinished, TrialLaunch, TrialPaused, TrialResults, TrialStarted,
     TrialStopped)
 from tune_core.execution.placement_groups import PlacementGroupFactory, can_ever_fit
+from tune_core.experiment.experiment_state import (
+    ExperimentStateWriter, trial_from_state, trial_to_state)
 from tune_core.experiment.trial import Trial, TrialStatus, new_run_prefix, new_trial_id
 from tune_core.schedulers.trial_scheduler import FIFOScheduler, SchedulerDecision, TrialScheduler
 from tune_core.search.search_algorithm import SearchAlgorithm
@@ -79,6 +81,7 @@ class TuneController:
         checkpoint_at_end: bool = False,
         clock: Callable[[], float] = time.monotonic,
         poll_timeout: float = 0.2,
+        state_writer: Optional[ExperimentStateWriter] = None,
     ) -> None:
         self._executor = executor
         self._search_alg = search_alg
@@ -119,6 +122,8 @@ class TuneController:
         self._fatal: Optional[BaseException] = None
         self.iteration = 0
         self._started = False
+        self._state_writer = state_writer
+        self._state_dirty = True
 
     # --- public ------------------------------------------------------------------------------
     @property
@@ -135,7 +140,10 @@ class TuneController:
             while not self.is_finished():
                 self.step()
         finally:
-            self.cleanup()
+            try:
+                self.cleanup()
+            finally:
+                self.save_state()
         if self._fatal is not None:
             raise self._fatal
         return self.trials
@@ -175,6 +183,69 @@ class TuneController:
         if not self._stop_all and self._stopper is not None and self._stopper.stop_all():
             self._stop_experiment()
         self._callbacks.on_step_end(iteration=self.iteration, trials=self.trials)
+        if self._state_dirty and self._state_writer is not None and self._state_writer.due():
+            self.save_state()
+
+    # --- experiment state ---------------------------------------------------------------------
+    def save_state(self) -> None:
+        """Write the experiment state now (also called at the end and on SIGINT)."""
+        if self._state_writer is None:
+            return
+        import cloudpickle  # deferred: only experiments that save state need it
+
+        trials = [trial_to_state(t, self._checkpoint_counters.get(t.trial_id))
+                  for t in self.trials]
+        counts: Dict[str, int] = {}
+        for t in self.trials:
+            counts[t.status.value] = counts.get(t.status.value, 0) + 1
+        json_state = {
+            "experiment_name": self._experiment_name,
+            "trainable_name": self._trainable_name,
+            "search_alg": type(getattr(self._search_alg, "searcher", self._search_alg)).__name__,
+            "scheduler": type(self._scheduler).__name__,
+            "status_counts": counts,
+            "finished": self.is_finished(),
+            "trials": trials,
+        }
+        pickled = cloudpickle.dumps({
+            "trials": trials, "search_alg": self._search_alg, "scheduler": self._scheduler,
+            "run_prefix": self._run_prefix, "next_index": self._next_index,
+            "search_finished": self._search_finished})
+        self._state_writer.write(json_state, pickled)
+        self._state_dirty = False
+
+    def restore_state(self, state: Dict[str, Any], *, resume_unfinished: bool = True,
+                      resume_errored: bool = False, restart_errored: bool = False) -> None:
+        """Take over the trials of a saved experiment (``Tuner.restore``).
+
+        The search algorithm and scheduler given to this controller should be the
+        restored ones. Unfinished trials resume from their newest checkpoint;
+        errored ones resume (``resume_errored``) or start over (``restart_errored``).
+        """
+        self._run_prefix = state["run_prefix"]
+        self._next_index = state["next_index"]
+        self._search_finished = state["search_finished"] and self._search_alg.is_finished()
+        for ts in state["trials"]:
+            trial, counters = trial_from_state(ts, self._experiment_path)
+            if counters:
+                self._checkpoint_counters[trial.trial_id] = counters
+            self.trials.append(trial)
+            self._by_id[trial.trial_id] = trial
+            if trial.status == TrialStatus.ERROR and (restart_errored or resume_errored):
+                if restart_errored:
+                    trial.checkpoint = None
+                    self._checkpoint_counters.pop(trial.trial_id, None)
+                trial.num_failures = 0
+                trial.error_msg = None
+                trial.set_status(TrialStatus.PENDING)
+            if trial.is_finished():
+                continue
+            if not resume_unfinished:
+                trial.set_status(TrialStatus.TERMINATED)
+                continue
+            if trial.status == TrialStatus.RUNNING:
+                trial.set_status(TrialStatus.PENDING)
+            self._waiting[trial.trial_id] = trial
 
     def cleanup(self) -> None:
         for trial_id in list(self._active):
@@ -252,8 +323,10 @@ class TuneController:
         del self._waiting[trial.trial_id]
         self._active[trial.trial_id] = trial
         trial.set_status(TrialStatus.PENDING)  # a resumed PAUSED trial is starting again
+        self._state_dirty = True
         counters = self._checkpoint_counters.get(trial.trial_id, {})
         checkpoint = trial.checkpoint
+        trial.resume_iteration = int(counters.get("iteration", 0)) if checkpoint else 0
         self._executor.start_trial(TrialLaunch(
             trial_id=trial.trial_id, trial_name=trial.trial_name, trial_dir=trial.path,
             experiment_name=self._experiment_name, experiment_path=self._experiment_path,
@@ -393,6 +466,7 @@ class TuneController:
     def _record_checkpoint(self, trial: Trial, path: str, result: Dict[str, Any]) -> None:
         trial.checkpoint = Checkpoint(path)
         index = int(path.rstrip("/").rsplit("_", 1)[-1]) if path[-6:].isdigit() else 0
+        self._state_dirty = True
         self._checkpoint_counters[trial.trial_id] = {
             "iteration": result.get("training_iteration", 0),
             "time_total": result.get("time_total_s", 0.0),
@@ -416,6 +490,7 @@ class TuneController:
         self._executor.pause_trial(trial.trial_id)
 
     def _complete(self, trial: Trial) -> None:
+        self._state_dirty = True
         self._waiting.pop(trial.trial_id, None)
         trial.set_status(TrialStatus.TERMINATED)
         result = trial.last_result or None
@@ -427,6 +502,7 @@ class TuneController:
     def _fail(self, trial: Trial, error: BaseException, traceback_str: str,
               retry: bool = True) -> None:
         trial.num_failures += 1
+        self._state_dirty = True
         self._write_error(trial, error, traceback_str)
         if retry and not self._stop_all and (
                 self._max_failures < 0 or trial.num_failures <= self._max_failures):

@@ -106,6 +106,9 @@ class Trial:
         self.end_time: Optional[float] = None
         self.node_ip: Optional[str] = None
         self.stop_requested = False
+        # The iteration a (re)started trial continues from (0: from scratch); the
+        # loggers drop rows after it, which the trial reports again. None before a start.
+        self.resume_iteration: Optional[int] = None
 
     # --- paths -------------------------------------------------------------------------------
     @property

@@ -81,11 +81,31 @@ class CSVLoggerCallback(_FileLoggerCallback):
             self._files.close(trial.trial_id)
             return None
         path = os.path.join(trial_dir, EXPR_PROGRESS_FILE)
+        self._prepare_resume(trial, path)
         columns = _read_header(path)  # resuming: continue with the file's columns
         entry = self._files.open(trial.trial_id, path, newline="")
         state = _CsvTrial(path, entry, columns)
         self._trials[trial.trial_id] = state
         return state
+
+    @staticmethod
+    def _keep_rows(lines: List[str], keep_iteration: int) -> List[str]:
+        if not lines:
+            return lines
+        header = next(csv.reader(lines[:1]), [])
+        if "training_iteration" not in header:
+            return lines[:1]
+        col = header.index("training_iteration")
+        kept = lines[:1]
+        for line, row in zip(lines[1:], csv.reader(lines[1:])):
+            if len(row) != len(header):
+                continue  # a row cut short by a crash
+            try:
+                if float(row[col]) <= keep_iteration:
+                    kept.append(line)
+            except ValueError:
+                continue
+        return kept
 
     def log_trial_result(self, iteration: int, trial: "Trial", result: Dict[str, Any]) -> None:
         if "config" in result:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from tune_core.logger.logger import _FileLoggerCallback, _json_dumps, _OpenFile, _write_atomically
 
@@ -53,7 +54,21 @@ class JsonLoggerCallback(_FileLoggerCallback):
             self._files.close(trial.trial_id)
             return None
         self._write_params(trial_dir, trial.config)
-        return self._files.open(trial.trial_id, os.path.join(trial_dir, EXPR_RESULT_FILE))
+        path = os.path.join(trial_dir, EXPR_RESULT_FILE)
+        self._prepare_resume(trial, path)
+        return self._files.open(trial.trial_id, path)
+
+    @staticmethod
+    def _keep_rows(lines: List[str], keep_iteration: int) -> List[str]:
+        kept = []
+        for line in lines:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a crash
+            if isinstance(row, dict) and row.get("training_iteration", 0) <= keep_iteration:
+                kept.append(line)
+        return kept
 
     def update_config(self, trial: "Trial", config: Dict[str, Any]) -> None:
         """Rewrites the trial's ``params.json`` with ``config``.

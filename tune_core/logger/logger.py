@@ -263,6 +263,20 @@ class _FileLoggerCallback(LoggerCallback):
     def _forget_trial(self, trial_id: str) -> None:
         """Drops per-trial state beyond the open file (subclasses extend)."""
 
+    def _prepare_resume(self, trial: "Trial", path: str) -> None:
+        """A trial (re)starting from a checkpoint reports the iterations after it again:
+        drop those rows now so that each ``training_iteration`` is in the file once."""
+        keep = getattr(trial, "resume_iteration", None)
+        if keep is None:
+            return
+        self._files.close(trial.trial_id)
+        if os.path.exists(path):
+            _rewrite_atomically(path, lambda lines: self._keep_rows(lines, keep))
+
+    @staticmethod
+    def _keep_rows(lines: List[str], keep_iteration: int) -> List[str]:
+        raise NotImplementedError
+
     def log_trial_end(self, trial: "Trial", failed: bool = False) -> None:
         with self._lock:
             self._forget_trial(trial.trial_id)
@@ -362,3 +376,16 @@ def _write_atomically(path: str, text: str) -> None:
         except OSError:
             pass
         raise
+
+
+def _rewrite_atomically(path: str, transform: Callable[[List[str]], List[str]]) -> None:
+    """Replaces the text file at ``path`` by ``transform`` of its lines, atomically."""
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        lines = f.read().splitlines(keepends=True)
+    kept = transform(lines)
+    if kept == lines:
+        return
+    tmp = f"{path}.{os.getpid()}.resume.tmp"
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.writelines(line if line.endswith("\n") else line + "\n" for line in kept)
+    os.replace(tmp, path)

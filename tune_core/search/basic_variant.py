@@ -158,6 +158,19 @@ class BasicVariantGenerator(SearchAlgorithm):
         return {"initial_rng_state": self._initial_rng_state, "produced": self._produced,
                 "live": sorted(self._live), "exhausted": self._exhausted}
 
+    def __getstate__(self) -> Dict[str, Any]:
+        # The variant generator cannot be pickled; it is rebuilt by replaying the seed.
+        state = {k: v for k, v in self.__dict__.items() if k != "_iter"}
+        state["_replay"] = self.get_state() if self._iter is not None else None
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        replay = state.pop("_replay", None)
+        self.__dict__.update(state)
+        self._iter = None
+        if replay is not None:
+            self.set_state(replay)
+
     def set_state(self, state: Dict[str, Any]) -> None:
         """Continue after ``state["produced"]`` configurations (call after add_configurations)."""
         self._initial_rng_state = state["initial_rng_state"]
