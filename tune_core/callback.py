@@ -92,6 +92,13 @@ class CallbackList(Callback):
         for cb in self.callbacks:
             getattr(cb, name)(**kwargs)
 
+    def flush(self) -> None:
+        """Ask callbacks that buffer files (the loggers) to write them out."""
+        for cb in self.callbacks:
+            flush = getattr(cb, "flush", None)
+            if callable(flush):
+                flush()
+
     def setup(self, **info: Any) -> None:
         self._each("setup", **info)
 

@@ -317,6 +317,9 @@ class Tuner:
                      scheduler_name=type(scheduler).__name__)
         with _graceful_sigint(controller):
             trials = controller.run()
+        if controller.interrupted and verbose:
+            sys.stderr.write(f"Experiment interrupted; its state is saved. Continue it with "
+                             f"tune.Tuner.restore({path!r}, trainable).fit()\n")
         self._results = ResultGrid(trials, path, tc.metric, tc.mode)
         return self._results
 

@@ -137,3 +137,32 @@ def test_restore_a_path_without_an_experiment(tmp_path):
     with pytest.raises(ValueError, match="no experiment to restore"):
         tune.Tuner.restore(str(tmp_path), flaky)
     assert not tune.Tuner.can_restore(str(tmp_path))
+
+
+def test_ctrl_c_stops_gracefully_and_the_experiment_restores(tmp_path):
+    storage = str(tmp_path)
+    path = os.path.join(storage, "exp")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.Popen([sys.executable, crash.__file__, storage, "exp"], env=env,
+                            start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while completed_epochs(path) < 4:
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)  # one Ctrl+C: stop trials, save, exit
+        assert proc.wait(timeout=90) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    with open(os.path.join(path, STATE_FILE)) as f:
+        state = json.load(f)
+    assert state["interrupted"] and not state["finished"]
+    unfinished = [t for t in state["trials"] if t["status"] != "TERMINATED"]
+    assert unfinished and all(t["status"] in ("PAUSED", "PENDING") for t in unfinished)
+    results = tune.Tuner.restore(path, crash.train_fn).fit()
+    assert len(results) == crash.NUM_SAMPLES and results.num_errors == 0
+    for r in results:
+        assert r.metrics["score"] == pytest.approx(crash.expected_score(r.config))

@@ -118,6 +118,7 @@ class TuneController:
         self._search_finished = False
         self._stop_all = False
         self._stop_requested = False   # set from a signal handler; acted on in step()
+        self.interrupted = False        # stopped by request_stop: unfinished trials stay so
         self._seen_pause = False
         self._fatal: Optional[BaseException] = None
         self.iteration = 0
@@ -153,13 +154,17 @@ class TuneController:
             return True
         if self._stop_requested and not self._stop_all:
             return False  # the next step stops everything first
+        if self.interrupted:
+            return not self._active and not self._stopping
         if self._stop_all or self._search_finished:
             return not self._active and not self._stopping and not self._waiting
         return False
 
     def request_stop(self) -> None:
-        """End the experiment soon: stop running trials, start no new ones.
+        """Interrupt the experiment (Ctrl+C): stop running trials, start no new ones.
 
+        Unlike a stopper's stop-all, unfinished trials are not marked TERMINATED:
+        they are PAUSED (or stay PENDING) so that ``Tuner.restore`` continues them.
         Safe to call from a signal handler: it only sets a flag that the next
         :meth:`step` acts on.
         """
@@ -170,8 +175,8 @@ class TuneController:
             self._started = True
             self._executor.setup()
         self.iteration += 1
-        if self._stop_requested:
-            self._stop_experiment()
+        if self._stop_requested and not self._stop_all:
+            self._interrupt()
         self._callbacks.on_step_begin(iteration=self.iteration, trials=self.trials)
         if not self._stop_all:
             self._create_and_start_trials()
@@ -193,6 +198,7 @@ class TuneController:
             return
         import cloudpickle  # deferred: only experiments that save state need it
 
+        self._callbacks.flush()
         trials = [trial_to_state(t, self._checkpoint_counters.get(t.trial_id))
                   for t in self.trials]
         counts: Dict[str, int] = {}
@@ -204,7 +210,9 @@ class TuneController:
             "search_alg": type(getattr(self._search_alg, "searcher", self._search_alg)).__name__,
             "scheduler": type(self._scheduler).__name__,
             "status_counts": counts,
-            "finished": self.is_finished(),
+            "finished": self._search_finished and not self.interrupted and all(
+                t.is_finished() for t in self.trials),
+            "interrupted": self.interrupted,
             "trials": trials,
         }
         pickled = cloudpickle.dumps({
@@ -538,6 +546,16 @@ class TuneController:
             pass  # the message is still on the trial and in the console
 
     # --- 6. the experiment as a whole ----------------------------------------------------------
+    def _interrupt(self) -> None:
+        self._stop_all = True
+        self.interrupted = True
+        self._state_dirty = True
+        for trial in list(self._active.values()):
+            if trial.trial_id not in self._pausing and not trial.is_finished():
+                trial.set_status(TrialStatus.PAUSED)
+                self._stopping.add(trial.trial_id)
+                self._executor.stop_trial(trial.trial_id)
+
     def _stop_experiment(self) -> None:
         if self._stop_all:
             return

@@ -286,6 +286,12 @@ class _FileLoggerCallback(LoggerCallback):
         with self._lock:
             self._files.flush_due()
 
+    def flush(self) -> None:
+        """Hand everything written so far to the OS (before the experiment state is saved,
+        so the state never claims results that a killed driver had not written)."""
+        with self._lock:
+            self._files.flush_all()
+
     def on_experiment_end(self, trials: List["Trial"], **info: Any) -> None:
         with self._lock:
             for key in self._files.keys():

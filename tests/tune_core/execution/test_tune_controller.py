@@ -421,8 +421,12 @@ def test_request_stop_only_takes_effect_in_step(tmp_path):
         if ctrl.is_finished():
             break
         ctrl.step()
-    assert ctrl.is_finished()
-    assert all(t.status == TrialStatus.TERMINATED for t in ctrl.trials)
+    assert ctrl.is_finished() and ctrl.interrupted
+    # interrupted, not ended: the running trials are PAUSED, the others stay PENDING,
+    # so that Tuner.restore continues them
+    assert statuses(ctrl.trials) == [TrialStatus.PAUSED, TrialStatus.PAUSED,
+                                     TrialStatus.PENDING]
+    assert not executor.running
     assert all(t.last_result.get("training_iteration", 0) < 100 for t in ctrl.trials)
 
 
