@@ -425,12 +425,7 @@ class TuneController:
                     decision = SchedulerDecision(decision)
             if decision != SchedulerDecision.STOP:
                 self._search_alg.on_trial_result(trial.trial_id, result)
-        trial.update_last_result(result)
-        self._callbacks.on_trial_result(iteration=self.iteration, trials=self.trials,
-                                        trial=trial, result=result)
-        name = result.get("checkpoint_dir_name")
-        if name:
-            self._record_checkpoint(trial, f"{trial.path}/{name}", result)
+        self._keep_result(trial, result)
         if decision == SchedulerDecision.STOP:
             self._stop_trial(trial, result)
             return False
@@ -443,6 +438,10 @@ class TuneController:
         """Keep a result without deciding on it (the trial is already pausing)."""
         result["config"] = trial.config
         result["experiment_tag"] = trial.experiment_tag
+        self._keep_result(trial, result)
+
+    def _keep_result(self, trial: Trial, result: Dict[str, Any]) -> None:
+        """Record a result on the trial, pass it to the callbacks, note its checkpoint."""
         trial.update_last_result(result)
         self._callbacks.on_trial_result(iteration=self.iteration, trials=self.trials,
                                         trial=trial, result=result)

@@ -74,6 +74,13 @@ def make(configs, tmp_path, **kwargs):
     return ctrl, executor, search, rec
 
 
+def step_until_finished(ctrl, max_steps):
+    for _ in range(max_steps):
+        if ctrl.is_finished():
+            return
+        ctrl.step()
+
+
 def statuses(trials):
     return [t.status for t in trials]
 
@@ -300,11 +307,9 @@ class FinishBeforePause(FakeExecutor):
 
 def test_pause_racing_with_the_end_completes_the_trial(tmp_path):
     config = {"results": [{"score": 0}, {"score": 1}]}
-    ctrl, _, search, rec = make([config], tmp_path, scheduler=PauseOnce())
-    for _ in range(50):
-        if ctrl.is_finished():
-            break
-        ctrl.step()
+    ctrl, _, search, rec = make([config], tmp_path, scheduler=PauseOnce(),
+                                executor=FinishBeforePause())
+    step_until_finished(ctrl, 50)
     assert ctrl.is_finished()
     (trial,) = ctrl.trials
     assert trial.status == TrialStatus.TERMINATED
@@ -340,10 +345,7 @@ def test_stop_all_while_a_paused_trial_restarts(tmp_path):
     ctrl, executor, _, _ = make([config], tmp_path, scheduler=PauseOnce(), stopper=stopper,
                                 executor=SlowStart())
     stopper.ctrl = ctrl
-    for _ in range(50):
-        if ctrl.is_finished():
-            break
-        ctrl.step()
+    step_until_finished(ctrl, 50)
     assert ctrl.is_finished()
     (trial,) = ctrl.trials
     assert trial.status == TrialStatus.TERMINATED
