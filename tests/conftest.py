@@ -25,6 +25,15 @@ def _init_local_ray() -> None:
              configure_logging=False)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _staging_dir(tmp_path_factory):
+    """Experiments on remote storage stage their files here, not under ~/tune_results."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("TUNE_STAGING_DIR", str(tmp_path_factory.mktemp("staging")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture
 def ray_local():
     """A real single-node Ray with 2 CPUs (shared between tests that use it)."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Dict, Iterator, List, Optional
 
+from tune_core.checkpoint import Checkpoint
 from tune_core.experiment.trial import Trial, TrialStatus
 from tune_core.result import Result
 
@@ -22,41 +24,68 @@ class ResultGrid:
     """The results of an experiment: one :class:`Result` per trial, in creation order."""
 
     def __init__(self, trials: List[Trial], experiment_path: str,
-                 metric: Optional[str] = None, mode: Optional[str] = None) -> None:
+                 metric: Optional[str] = None, mode: Optional[str] = None,
+                 filesystem: Any = None) -> None:
         self._trials = list(trials)
         self._experiment_path = experiment_path
+        self._filesystem = filesystem
         self._metric = metric
         self._mode = mode
         self._results = [self._to_result(t) for t in self._trials]
 
     @classmethod
     def from_path(cls, experiment_path: str, metric: Optional[str] = None,
-                  mode: Optional[str] = None) -> "ResultGrid":
-        """The results of the experiment saved in ``experiment_path`` (reads JSON only;
-        no trainable needed)."""
+                  mode: Optional[str] = None, *,
+                  storage_filesystem: Any = None) -> "ResultGrid":
+        """The results of the experiment saved in ``experiment_path``: a local path or a
+        URI such as ``s3://bucket/prefix/experiment`` (or a path inside
+        ``storage_filesystem``). Reads JSON only; no trainable needed."""
         import json
-        import os
+        import posixpath
 
+        from tune_core import storage
+        from tune_core.experiment.checkpoint_manager import CheckpointManager
         from tune_core.experiment.experiment_state import STATE_FILE, trial_from_state
 
-        path = os.path.abspath(os.path.expanduser(experiment_path))
-        state_file = os.path.join(path, STATE_FILE)
-        if not os.path.exists(state_file):
+        fs, path = storage.resolve(experiment_path, storage_filesystem,
+                                   owner="ResultGrid.from_path", name="experiment_path")
+        local = storage._local_path(fs, path) is not None
+        join = os.path.join if local else posixpath.join
+        shown = storage.redact_uri(str(experiment_path))
+        try:
+            data = storage.read_bytes(fs, join(path, STATE_FILE))
+        except FileNotFoundError:
             raise FileNotFoundError(
-                f"ResultGrid.from_path({experiment_path!r}): no experiment there ({STATE_FILE} "
-                "is missing); pass the directory of one experiment")
-        with open(state_file) as f:
-            state = json.load(f)
-        trials = [trial_from_state(t, path)[0] for t in state["trials"]]
-        return cls(trials, path, metric, mode)
+                f"ResultGrid.from_path({shown!r}): no experiment there ({STATE_FILE} "
+                "is missing); pass the directory of one experiment") from None
+        state = json.loads(data)
+        cfs = None if local else fs
+        trials = [trial_from_state(t, path, None, cfs, CheckpointManager())[0]
+                  for t in state["trials"]]
+        return cls(trials, experiment_path, metric, mode, filesystem=cfs)
 
-    @staticmethod
-    def _to_result(trial: Trial) -> Result:
+    def _to_result(self, trial: Trial) -> Result:
         error = trial.error if trial.status == TrialStatus.ERROR else None
-        best = [(trial.checkpoint, dict(trial.last_result))] if trial.checkpoint else []
+        manager = trial.checkpoint_manager
+        if manager is not None and manager.checkpoints:
+            fs = trial.checkpoint.filesystem if trial.checkpoint is not None and \
+                not trial.checkpoint._is_local() else self._filesystem
+            best = [(trial.checkpoint if trial.checkpoint is not None and
+                     cp.path == trial.checkpoint.path else Checkpoint(cp.path, filesystem=fs),
+                     dict(cp.metrics)) for cp in manager.best_checkpoints()]
+        else:
+            best = [(trial.checkpoint, dict(trial.last_result))] if trial.checkpoint else []
+        # The driver's own copy of the logs, where there is one apart from storage.
+        local = trial.local_path if self._filesystem is None or \
+            trial.local_experiment_path != trial.experiment_path else None
         return Result(metrics=dict(trial.last_result) if trial.last_result else {},
                       checkpoint=trial.checkpoint, error=error, path=trial.path,
-                      best_checkpoints=best)
+                      best_checkpoints=best, filesystem=self._filesystem, _local_path=local)
+
+    @property
+    def filesystem(self) -> Any:
+        """The ``pyarrow.fs.FileSystem`` of the trials' paths (None: the local disk)."""
+        return self._filesystem
 
     @property
     def experiment_path(self) -> str:

@@ -334,6 +334,20 @@ class StorageContext:
         return os.path.join(self.local_experiment_dir,
                             _check_dirname("trial_dirname", trial_dirname))
 
+    def worker_trial_dir(self, trial_dirname: str) -> str:
+        """A trial's working directory in its worker process.
+
+        With local storage it is the trial directory itself. With remote storage it
+        is a local directory of the worker's node, apart from the driver's staging
+        directory (on the head node both exist); what the trial writes there is
+        uploaded when ``SyncConfig(sync_artifacts=True)``.
+        """
+        if self.is_local:
+            return self.trial_fs_path(trial_dirname)
+        root = _local_abspath(self.local_staging_root or DEFAULT_STAGING_ROOT)
+        return os.path.join(root, ".workdirs", self.experiment_name,
+                            _check_dirname("trial_dirname", trial_dirname))
+
     def __repr__(self) -> str:
         return f"StorageContext({redact_uri(self.experiment_uri)!r})"
 
@@ -578,11 +592,14 @@ def _download_file(fs: Any, fs_path: str, local_path: str) -> None:
 
 
 def download_dir(fs: Any, fs_path: str, local_dir: str,
-                 exclude: Collection[str] = ()) -> List[str]:
+                 exclude: Collection[str] = (),
+                 skip: Optional[Callable[[str], bool]] = None) -> List[str]:
     """Copies the tree under ``fs_path`` into the local directory ``local_dir``.
 
     Args:
         exclude: relative paths (with ``/``) not to copy.
+        skip: ``skip(relative_path)`` True leaves out that file or directory (and,
+            for a directory, everything under it).
 
     Returns:
         The relative paths (with ``/``) of the files copied.
@@ -600,9 +617,16 @@ def download_dir(fs: Any, fs_path: str, local_dir: str,
     os.makedirs(local_dir, exist_ok=True)
     files: List[str] = []
     tasks: List[Callable[[], None]] = []
+    skipped: List[str] = []
     for entry in fs.get_file_info(pafs.FileSelector(base, recursive=True)):
         rel = entry.path[len(base):].lstrip("/")
         if not rel or rel in exclude:
+            continue
+        if any(rel.startswith(d + "/") for d in skipped):
+            continue
+        if skip is not None and skip(rel):
+            if entry.type == pafs.FileType.Directory:
+                skipped.append(rel)
             continue
         dest = os.path.join(local_dir, *rel.split("/"))
         if entry.type == pafs.FileType.Directory:
@@ -674,7 +698,9 @@ def is_complete_checkpoint(fs: Any, path: str) -> bool:
 def with_retries(fn: Callable[[], _T], what: str, *, attempts: int = 5, backoff: float = 0.5,
                  max_backoff: float = 8.0,
                  on_retry: Optional[Callable[[int, BaseException], None]] = None,
-                 sleep: Callable[[float], None] = time.sleep) -> _T:
+                 sleep: Callable[[float], None] = time.sleep,
+                 timeout: Optional[float] = None,
+                 clock: Callable[[], float] = time.monotonic) -> _T:
     """Calls ``fn()`` until it succeeds, retrying transient storage errors.
 
     Transient means an ``OSError`` (pyarrow's network and I/O errors are OSErrors)
@@ -691,6 +717,9 @@ def with_retries(fn: Callable[[], _T], what: str, *, attempts: int = 5, backoff:
         on_retry: called as ``on_retry(attempt, error)`` after a failed attempt that
             will be retried.
         sleep: the function that waits (tests pass a fake one).
+        timeout: stop retrying once this many seconds have passed since the first
+            attempt (None: only ``attempts`` limits it).
+        clock: the clock ``timeout`` is measured on.
 
     Raises:
         StorageError: every attempt failed; names ``what`` and the last error, which is
@@ -703,6 +732,8 @@ def with_retries(fn: Callable[[], _T], what: str, *, attempts: int = 5, backoff:
                          f"not valid: use seconds >= 0")
     delay = backoff
     last: Optional[BaseException] = None
+    deadline = None if timeout is None else clock() + timeout
+    attempt = 0
     for attempt in range(1, attempts + 1):
         try:
             return fn()
@@ -710,7 +741,7 @@ def with_retries(fn: Callable[[], _T], what: str, *, attempts: int = 5, backoff:
             raise
         except OSError as e:
             last = e
-            if attempt == attempts:
+            if attempt == attempts or (deadline is not None and clock() + delay > deadline):
                 break
             logger.warning("%s failed (attempt %d of %d), retrying in %.1f s: %s",
                            what, attempt, attempts, delay, _first_line(e))
@@ -718,5 +749,5 @@ def with_retries(fn: Callable[[], _T], what: str, *, attempts: int = 5, backoff:
                 on_retry(attempt, e)
             sleep(delay)
             delay = min(delay * 2, max_backoff)
-    raise StorageError(f"{what} failed after {attempts} attempt(s); last error: "
+    raise StorageError(f"{what} failed after {attempt} attempt(s); last error: "
                        f"{type(last).__name__}: {_first_line(last)}") from last

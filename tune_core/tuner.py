@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
 import inspect
 import os
+import posixpath
 import signal
 import sys
 import threading
+import urllib.parse
 from typing import Any, Dict, List, Optional
 
 from tune_core.callback import Callback
@@ -78,13 +81,18 @@ class Tuner:
 
     # --- restoring -----------------------------------------------------------------------------
     @classmethod
-    def can_restore(cls, path: "str | os.PathLike[str]") -> bool:
-        """Whether ``path`` holds an experiment that ``Tuner.restore`` can continue."""
+    def can_restore(cls, path: "str | os.PathLike[str]", *,
+                    storage_filesystem: Any = None) -> bool:
+        """Whether ``path`` (a local path or a URI such as ``s3://bucket/prefix/exp``)
+        holds an experiment that ``Tuner.restore`` can continue."""
+        from tune_core import storage
         from tune_core.experiment.experiment_state import STATE_FILE, TUNER_FILE
 
-        path = os.path.abspath(os.path.expanduser(os.fspath(path)))
-        return os.path.exists(os.path.join(path, STATE_FILE)) and \
-            os.path.exists(os.path.join(path, TUNER_FILE))
+        fs, fs_path = storage.resolve(path, storage_filesystem, owner="Tuner.can_restore",
+                                      name="path")
+        join = os.path.join if storage._local_path(fs, fs_path) is not None else posixpath.join
+        return storage.exists(fs, join(fs_path, STATE_FILE)) and \
+            storage.exists(fs, join(fs_path, TUNER_FILE))
 
     @classmethod
     def restore(cls, path: "str | os.PathLike[str]", trainable: Any, *,
@@ -94,7 +102,8 @@ class Tuner:
         """Continue an interrupted experiment where it stopped.
 
         Args:
-            path: the experiment directory (``results.experiment_path``).
+            path: the experiment directory (``results.experiment_path``): a local path
+                or a URI such as ``s3://bucket/prefix/experiment``.
             trainable: the same trainable (it is not saved with the experiment).
             resume_unfinished: continue trials that had not ended (from their
                 newest checkpoint); False marks them TERMINATED.
@@ -102,29 +111,37 @@ class Tuner:
             restart_errored: start errored trials over from scratch.
             param_space: the search space again, if it held objects that could
                 not be saved (it must be the same space).
+            storage_filesystem: the ``pyarrow.fs.FileSystem`` the experiment is on, if
+                it was run with ``RunConfig(storage_filesystem=...)``; ``path`` is then
+                a path inside it.
         """
         import cloudpickle
 
+        from tune_core import storage
         from tune_core.experiment.experiment_state import TUNER_FILE
 
         _check_trainable(trainable)
         if resume_errored and restart_errored:
             raise ValueError("Tuner.restore: pass resume_errored=True or restart_errored=True, "
                              "not both")
-        local = os.path.abspath(os.path.expanduser(os.fspath(path)))
-        if not cls.can_restore(local):
-            raise ValueError(f"Tuner.restore(path={os.fspath(path)!r}): no experiment to "
+        path = os.fspath(path)
+        shown = storage.redact_uri(path)
+        if not cls.can_restore(path, storage_filesystem=storage_filesystem):
+            raise ValueError(f"Tuner.restore(path={shown!r}): no experiment to "
                              "restore there (experiment_state.json and tuner.pkl are "
                              "needed); pass the directory printed at the start of the run")
-        with open(os.path.join(local, TUNER_FILE), "rb") as f:
-            saved = cloudpickle.loads(f.read())
-        run_config = dataclasses.replace(saved["run_config"],
-                                         storage_path=os.path.dirname(local),
-                                         name=os.path.basename(local))
+        fs, fs_path = storage.resolve(path, storage_filesystem, owner="Tuner.restore",
+                                      name="path")
+        join = os.path.join if storage._local_path(fs, fs_path) is not None else posixpath.join
+        saved = cloudpickle.loads(storage.read_bytes(fs, join(fs_path, TUNER_FILE)))
+        parent, name = _split_experiment_path(path, storage_filesystem)
+        run_config = dataclasses.replace(saved["run_config"], storage_path=parent, name=name,
+                                         storage_filesystem=storage_filesystem)
         tuner = cls(trainable, param_space=param_space if param_space is not None
                     else saved["param_space"], tune_config=saved["tune_config"],
                     run_config=run_config)
-        tuner._restore = {"path": local, "resume_unfinished": resume_unfinished,
+        tuner._restore = {"path": path, "storage_filesystem": storage_filesystem,
+                          "resume_unfinished": resume_unfinished,
                           "resume_errored": resume_errored, "restart_errored": restart_errored}
         return tuner
 
@@ -182,34 +199,62 @@ class Tuner:
             return None
         return stoppers[0] if len(stoppers) == 1 else CombinedStopper(*stoppers)
 
-    def _experiment_path(self, trainable_name: str) -> tuple:
-        rc = self._run_config
-        storage = os.path.abspath(os.path.expanduser(rc.storage_path or DEFAULT_STORAGE_PATH))
-        if rc.storage_path and "://" in rc.storage_path and not rc.storage_path.startswith(
-                "file://"):
-            raise NotImplementedError(f"RunConfig(storage_path={rc.storage_path!r}): remote "
-                                      "storage is not supported yet; use a local or NFS path")
-        if rc.storage_path and rc.storage_path.startswith("file://"):
-            storage = rc.storage_path[len("file://"):]
-        name = rc.name
-        if name is not None:
-            from tune_core.experiment.experiment_state import STATE_FILE
+    def _storage(self, trainable_name: str) -> Any:
+        """The experiment's StorageContext; picks a new experiment's name."""
+        from tune_core import storage
+        from tune_core.experiment.experiment_state import STATE_FILE
 
-            if os.path.exists(os.path.join(storage, name, STATE_FILE)):
-                raise ValueError(
-                    f"RunConfig(name={name!r}): {os.path.join(storage, name)} already holds an "
-                    "experiment. Continue it with tune.Tuner.restore(path, trainable), or "
-                    "choose another name (or none, for a new dated one)")
-        if name is None:
-            stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-            name = f"{trainable_name}_{stamp}"
-            base, n = name, 1
-            while os.path.exists(os.path.join(storage, name)):
-                n += 1
-                name = f"{base}_{n}"
-        path = os.path.join(storage, name)
-        os.makedirs(path, exist_ok=True)
-        return name, path
+        rc = self._run_config
+        root = rc.storage_path or DEFAULT_STORAGE_PATH
+        name = rc.name
+        if self._restore is None:
+            fs, root_fs = storage.resolve(root, rc.storage_filesystem)
+            join = os.path.join if storage._local_path(fs, root_fs) is not None \
+                else posixpath.join
+            if name is not None:
+                if storage.exists(fs, join(root_fs, name, STATE_FILE)):
+                    where = storage.redact_uri(root)
+                    raise ValueError(
+                        f"RunConfig(name={name!r}): {where} already holds an experiment of "
+                        "that name. Continue it with tune.Tuner.restore(path, trainable), or "
+                        "choose another name (or none, for a new dated one)")
+            else:
+                stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+                name = base = f"{trainable_name}_{stamp}"
+                n = 1
+                while storage.exists(fs, join(root_fs, name)):
+                    n += 1
+                    name = f"{base}_{n}"
+        ctx = storage.StorageContext(root, name, rc.storage_filesystem)
+        if not ctx.is_local:
+            # Staging directories are per storage location: two experiments of the same
+            # name on different buckets never share one.
+            digest = hashlib.sha1(ctx.experiment_uri.encode()).hexdigest()[:10]
+            staging = os.environ.get("TUNE_STAGING_DIR") or storage.DEFAULT_STAGING_ROOT
+            ctx = storage.StorageContext(root, name, rc.storage_filesystem,
+                                         local_staging_root=os.path.join(staging, digest))
+        return ctx
+
+    def _prepare_local_dir(self, ctx: Any) -> str:
+        """The driver's experiment directory, with a restored experiment's files in it."""
+        import shutil
+
+        from tune_core import storage
+
+        local = ctx.local_experiment_dir
+        if not ctx.is_local:
+            # A staging directory only caches what storage holds.
+            shutil.rmtree(local, ignore_errors=True)
+            if self._restore is not None:
+                # Everything but the checkpoints, which trials read from storage themselves.
+                storage.with_retries(
+                    lambda: storage.download_dir(
+                        ctx.fs, ctx.experiment_fs_path, local,
+                        skip=lambda rel: any(part.startswith("checkpoint_")
+                                             for part in rel.split("/"))),
+                    f"Downloading the experiment from {storage.redact_uri(ctx.experiment_uri)}")
+        os.makedirs(local, exist_ok=True)
+        return local
 
     def _strict_metrics(self, search_alg, scheduler, stopper) -> Dict[str, str]:
         """Metric names every trial must report, each with where it was configured."""
@@ -244,11 +289,18 @@ class Tuner:
         from tune_core.experiment.experiment_state import (
             ExperimentStateWriter, load_experiment_state)
 
+        from tune_core import storage
+        from tune_core.experiment.syncer import ExperimentSyncer
+
         tc, rc = self._tune_config, self._run_config
         trainable_name = get_trainable_name(self._trainable)
+        ctx = self._storage(trainable_name)
+        name = ctx.experiment_name
+        path = self._prepare_local_dir(ctx)
+        shown_path = storage.redact_uri(ctx.experiment_uri)
         restored_state = None
         if self._restore is not None:
-            _, restored_state = load_experiment_state(self._restore["path"])
+            _, restored_state = load_experiment_state(path)
             search_alg, scheduler = restored_state["search_alg"], restored_state["scheduler"]
         else:
             search_alg = self._search_alg()
@@ -262,11 +314,9 @@ class Tuner:
         executor.setup()
         if has_static_resources(self._trainable):
             self._check_static_resources(executor)
-        if self._restore is not None:
-            path = self._restore["path"]
-            name = os.path.basename(path)
-        else:
-            name, path = self._experiment_path(trainable_name)
+        if ctx.is_local and len(executor.largest_node_resources()) > 1:
+            self._check_shared_storage(executor, path)
+        if self._restore is None:
             self._save_tuner(path)
         verbose = 1 if rc.verbose is None else int(rc.verbose)
         callbacks: List[Callback] = list(rc.callbacks or [])
@@ -293,7 +343,12 @@ class Tuner:
             executor=executor, search_alg=search_alg, scheduler=scheduler, stopper=stopper,
             callbacks=callbacks,
             resources_fn=lambda config: resolve_resources(self._trainable, config),
-            trainable_name=trainable_name, experiment_name=name, experiment_path=path,
+            trainable_name=trainable_name, experiment_name=name,
+            experiment_path=ctx.experiment_fs_path, local_experiment_path=path, storage=ctx,
+            syncer=ExperimentSyncer(ctx, sync_period=rc.sync_config.sync_period,
+                                    sync_timeout=rc.sync_config.sync_timeout,
+                                    warn=lambda text: sys.stderr.write(f"tune_core: {text}\n")),
+            checkpoint_config=cc, sync_config=rc.sync_config,
             strict_metrics=self._strict_metrics(search_alg, scheduler, stopper),
             max_concurrent_trials=tc.max_concurrent_trials,
             max_failures=rc.failure_config.max_failures,
@@ -311,7 +366,7 @@ class Tuner:
         for cb in callbacks:
             cb.setup(stop=rc.stop, num_samples=tc.num_samples,
                      total_num_samples=search_alg.total_samples, experiment_name=name,
-                     experiment_path=path, time_budget_s=tc.time_budget_s,
+                     experiment_path=shown_path, time_budget_s=tc.time_budget_s,
                      total_resources=executor.total_resources(),
                      search_alg_name=type(getattr(search_alg, "searcher", search_alg)).__name__,
                      scheduler_name=type(scheduler).__name__)
@@ -319,8 +374,9 @@ class Tuner:
             trials = controller.run()
         if controller.interrupted and verbose:
             sys.stderr.write(f"Experiment interrupted; its state is saved. Continue it with "
-                             f"tune.Tuner.restore({path!r}, trainable).fit()\n")
-        self._results = ResultGrid(trials, path, tc.metric, tc.mode)
+                             f"tune.Tuner.restore({shown_path!r}, trainable).fit()\n")
+        self._results = ResultGrid(trials, ctx.experiment_uri, tc.metric, tc.mode,
+                                   filesystem=None if ctx.is_local else ctx.fs)
         return self._results
 
     def _save_tuner(self, path: str) -> None:
@@ -343,6 +399,26 @@ class Tuner:
             data = cloudpickle.dumps(saved)
         _write_atomically(os.path.join(path, TUNER_FILE), data)
 
+    def _check_shared_storage(self, executor, path: str) -> None:
+        """On a cluster, every node must see a local storage path (NFS), or trials
+        on the other nodes would write their checkpoints where nobody finds them."""
+        import uuid
+
+        marker = os.path.join(path, f".tune_storage_check_{uuid.uuid4().hex[:8]}")
+        with open(marker, "w") as f:
+            f.write("tune_core checks that every node sees this directory\n")
+        try:
+            blind = executor.nodes_missing_path(marker)
+        finally:
+            os.remove(marker)
+        if blind:
+            raise ValueError(
+                f"RunConfig(storage_path={os.path.dirname(path)!r}) is a directory on this "
+                f"machine's disk that other nodes of the Ray cluster cannot see "
+                f"({', '.join(blind)}): trials there could not save checkpoints or resume. "
+                "On a multi-node cluster use shared storage: an NFS path mounted at the same "
+                "place on every node, or a cloud URI such as s3://bucket/prefix.")
+
     def _check_static_resources(self, executor) -> None:
         from tune_core.execution.placement_groups import can_ever_fit
 
@@ -362,9 +438,34 @@ class Tuner:
         if self._results is None:
             if self._restore is not None:
                 tc = self._tune_config
-                return ResultGrid.from_path(self._restore["path"], tc.metric, tc.mode)
+                return ResultGrid.from_path(
+                    self._restore["path"], tc.metric, tc.mode,
+                    storage_filesystem=self._restore["storage_filesystem"])
             raise RuntimeError("Tuner.get_results(): call fit() first")
         return self._results
+
+
+def _split_experiment_path(path: str, filesystem: Any) -> tuple:
+    """``(storage_path, experiment_name)`` of an experiment directory or URI."""
+    from tune_core import storage
+
+    if storage.is_uri(path) and filesystem is None and not path.startswith("file://"):
+        parts = urllib.parse.urlsplit(path)
+        trimmed = parts.path.rstrip("/")
+        parent, name = trimmed.rsplit("/", 1) if "/" in trimmed else ("", trimmed)
+        if not name:  # s3://bucket itself
+            raise ValueError(f"Tuner.restore(path={storage.redact_uri(path)!r}): name the "
+                             "experiment's directory, not the bucket")
+        if not parent:  # s3://bucket/experiment: the experiment name is the key
+            return urllib.parse.urlunsplit((parts.scheme, parts.netloc, "", parts.query,
+                                            "")), name
+        return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parent, parts.query,
+                                        "")), name
+    if filesystem is not None:
+        _, fs_path = storage.resolve(path, filesystem, owner="Tuner.restore", name="path")
+        return posixpath.dirname(fs_path), posixpath.basename(fs_path)
+    _, local = storage.resolve(path, None, owner="Tuner.restore", name="path")
+    return os.path.dirname(local), os.path.basename(local)
 
 
 def _env_seconds(name: str, default: float) -> float:

@@ -55,3 +55,38 @@ def test_custom_resources_and_gpus_decide_placement_and_concurrency(ray_cluster,
         running += delta
         peak = max(peak, running)
     assert peak <= 2
+
+
+def test_every_node_is_asked_whether_it_sees_the_storage_path(ray_cluster, tmp_path):
+    from tune_core.execution.ray_executor import RayExecutor
+
+    executor = RayExecutor(lambda config: None)
+    executor.setup()
+    seen = tmp_path / "marker"
+    seen.write_text("x")
+    # Both nodes run on this machine, so both see its disk ...
+    assert executor.nodes_missing_path(str(seen)) == []
+    # ... and a path that no node has is reported for each of them, by address and id.
+    missing = executor.nodes_missing_path(str(tmp_path / "absent"))
+    ids = sorted(n.node_id[:8] for n in ray_cluster.list_all_nodes())
+    assert sorted(m.split("(")[1].rstrip(")") for m in missing) == ids
+
+
+def test_storage_only_the_head_node_sees_fails_before_any_trial(tmp_path):
+    """The decision and its message, with a cluster where one node cannot see the path."""
+    import pytest
+
+    class OneNodeBlind:
+        def nodes_missing_path(self, path):
+            assert (tmp_path / "exp" / path.rsplit("/", 1)[-1]).exists()  # marker written
+            return ["10.0.0.7 (ab12cd34)"]
+
+    (tmp_path / "exp").mkdir()
+    tuner = tune.Tuner(lambda config: None,
+                       run_config=tune.RunConfig(storage_path=str(tmp_path)))
+    with pytest.raises(ValueError) as info:
+        tuner._check_shared_storage(OneNodeBlind(), str(tmp_path / "exp"))
+    message = str(info.value)
+    assert str(tmp_path) in message and "10.0.0.7" in message
+    assert "NFS" in message and "s3://" in message
+    assert list((tmp_path / "exp").iterdir()) == []  # the marker is cleaned up

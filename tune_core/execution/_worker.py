@@ -15,6 +15,7 @@ import inspect
 import os
 import shutil
 import sys
+import tempfile
 import threading
 import traceback
 from typing import Any, Dict, List, Optional
@@ -98,22 +99,28 @@ class TrialWorker:
     def start(self, launch: TrialLaunch) -> Dict[str, Any]:
         if self._thread is not None and self._thread.is_alive():
             raise RuntimeError("TrialWorker.start while a trial is still running")
-        os.makedirs(launch.trial_dir, exist_ok=True)
+        workdir = launch.trial_dir
+        if launch.storage is not None:
+            workdir = launch.storage.worker_trial_dir(os.path.basename(launch.trial_dir))
+        os.makedirs(workdir, exist_ok=True)
         sess = _TrialSession(
-            trial_id=launch.trial_id, trial_name=launch.trial_name, trial_dir=launch.trial_dir,
+            trial_id=launch.trial_id, trial_name=launch.trial_name, trial_dir=workdir,
             experiment_name=launch.experiment_name, resources=launch.resources,
             config=launch.config, node_ip=self._node_ip,
             checkpoint_path=launch.checkpoint_path,
             restored_iteration=launch.restored_iteration,
             restored_time_total=launch.restored_time_total,
             checkpoint_index=launch.checkpoint_index,
-            lookahead=0 if launch.sync_results else self._lookahead)
+            lookahead=0 if launch.sync_results else self._lookahead,
+            storage_trial_dir=launch.trial_dir, storage=launch.storage,
+            sync_timeout=launch.sync_timeout, sync_artifacts=launch.sync_artifacts,
+            sync_artifacts_on_checkpoint=launch.sync_artifacts_on_checkpoint)
         self._session = sess
         self._outcome = None
         self._saves_on_stop = self._is_class and launch.checkpoint_at_end
         session_mod._set_session(sess)
-        # Relative paths in user code land in the trial directory, as in Ray Tune.
-        os.chdir(launch.trial_dir)
+        # Relative paths in user code land in the trial's working directory, as in Ray Tune.
+        os.chdir(workdir)
         self._threads_before = set(threading.enumerate())
         target = self._run_class if self._is_class else self._run_function
         self._thread = threading.Thread(target=self._guard, args=(target, launch), daemon=True,
@@ -170,12 +177,22 @@ class TrialWorker:
                                  "traceback": _user_traceback(exc)}
         finally:
             self._cleanup()
+            self._sync_artifacts(sess)
             session_mod._set_session(None)
             try:
                 os.chdir(self._cwd)
             except OSError:
                 pass
             sess.mark_done()
+
+    @staticmethod
+    def _sync_artifacts(sess: _TrialSession) -> None:
+        """The trial's files reach storage before the driver hears that it ended."""
+        try:
+            sess.sync_artifacts()
+        except Exception as exc:  # retried until sync_timeout; the trial's results stand
+            sys.stderr.write(f"tune_core: the files of trial {sess.trial_id} in "
+                             f"{sess.trial_dir} could not be uploaded: {exc}\n")
 
     def _stopped_outcome(self, sess: _TrialSession) -> Dict[str, Any]:
         if not sess.pause_requested and not self._saves_on_stop:
@@ -214,12 +231,12 @@ class TrialWorker:
 
     def _run_class(self, launch: TrialLaunch, sess: _TrialSession) -> None:
         info = {"trial_id": launch.trial_id, "trial_name": launch.trial_name,
-                "trial_dir": launch.trial_dir}
+                "trial_dir": sess.trial_dir}
         obj = self._obj
         if obj is not None and obj.reset_config(launch.config):
             obj.config = launch.config
             obj._trial_id, obj._trial_name, obj._trial_dir = (
-                launch.trial_id, launch.trial_name, launch.trial_dir)
+                launch.trial_id, launch.trial_name, sess.trial_dir)
             obj._iteration, obj._time_total = 0, 0.0
         else:
             if obj is not None:  # reset_config said no: a fresh object instead
@@ -228,7 +245,14 @@ class TrialWorker:
             obj = self._trainable(launch.config, _trial_info=info)
             self._obj = obj
         if launch.checkpoint_path:
-            _load_from(obj, launch.checkpoint_path)
+            if sess.remote:
+                local = sess.download_checkpoint(sess.checkpoint(launch.checkpoint_path))
+                try:
+                    _load_from(obj, local)
+                finally:
+                    shutil.rmtree(local, ignore_errors=True)
+            else:
+                _load_from(obj, launch.checkpoint_path)
         obj._iteration = max(obj._iteration, launch.restored_iteration)
         freq = launch.checkpoint_frequency
         while True:
@@ -267,14 +291,23 @@ class TrialWorker:
                 self._save(obj, sess)
 
     def _save(self, obj: Trainable, sess: _TrialSession) -> str:
-        name = f"checkpoint_{sess.checkpoint_index:06d}"
-        sess.checkpoint_index += 1
-        dest = os.path.join(sess.trial_dir, name)
-        tmp = dest + ".tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        _save_into(obj, tmp)
-        # A failed attempt of this trial may have left a directory of this name.
-        shutil.rmtree(dest, ignore_errors=True)
-        os.replace(tmp, dest)
+        name, dest = sess.next_checkpoint()
+        if sess.remote:
+            # Saved locally, then uploaded with its completion marker last.
+            tmp = tempfile.mkdtemp(prefix=f"tune_{name}_")
+            try:
+                _save_into(obj, tmp)
+                sess.upload_checkpoint_dir(tmp, dest)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp = dest + ".tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            _save_into(obj, tmp)
+            # A failed attempt of this trial may have left a directory of this name.
+            shutil.rmtree(dest, ignore_errors=True)
+            os.replace(tmp, dest)
         sess.note_checkpoint(dest)
+        if sess.sync_artifacts_on_checkpoint:
+            sess.sync_artifacts()
         return name

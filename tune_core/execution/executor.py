@@ -24,12 +24,18 @@ class TrialLaunch:
 
     trial_id: str
     trial_name: str
-    trial_dir: str
+    trial_dir: str                          # the trial directory on storage
     experiment_name: str
     experiment_path: str
     config: Dict[str, Any]
     resources: PlacementGroupFactory
-    checkpoint_path: Optional[str] = None   # resume from this checkpoint directory
+    checkpoint_path: Optional[str] = None   # resume from this checkpoint (on storage)
+    # Where checkpoints go (a tune_core.storage.StorageContext); None: the local disk,
+    # and trial_dir is a local path.
+    storage: Any = None
+    sync_artifacts: bool = False            # upload the trial's working directory
+    sync_artifacts_on_checkpoint: bool = True
+    sync_timeout: float = 1800.0            # how long uploads are retried
     # Counters restored with the checkpoint, so training_iteration keeps counting.
     restored_iteration: int = 0
     restored_time_total: float = 0.0
@@ -53,7 +59,7 @@ class TrialResults:
     """One or more results, in the order the trial reported them.
 
     A result holding ``"checkpoint_dir_name"`` comes with a checkpoint the worker
-    already wrote into the trial directory.
+    already wrote into the trial directory on storage.
     """
 
     trial_id: str

@@ -51,6 +51,12 @@ class _Slot:
         self.pid = 0
 
 
+def _path_exists(path: str) -> bool:
+    import os
+
+    return os.path.exists(path)
+
+
 def _fits(free: Dict[str, float], need: Dict[str, float]) -> bool:
     return all(free.get(k, 0.0) + _EPS >= v for k, v in need.items())
 
@@ -116,6 +122,32 @@ class RayExecutor(Executor):
 
     def largest_node_resources(self) -> Sequence[Dict[str, float]]:
         return [dict(n) for n in self._nodes]
+
+    def nodes_missing_path(self, path: str, timeout: float = 60.0) -> List[str]:
+        """The alive nodes on which ``path`` does not exist (each as ``"<ip> (<id>)"``).
+
+        Runs a tiny task pinned to every node; a node that does not answer within
+        ``timeout`` counts as not seeing it.
+        """
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        probe = ray.remote(num_cpus=0, max_retries=0)(_path_exists)
+        refs = {}
+        for node in ray.nodes():
+            if not node.get("Alive"):
+                continue
+            strategy = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+            ref = probe.options(scheduling_strategy=strategy).remote(path)
+            refs[ref] = f"{node.get('NodeManagerAddress', '?')} ({node['NodeID'][:8]})"
+        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout)
+        missing = [desc for ref, desc in refs.items() if ref not in ready]
+        for ref in ready:
+            try:
+                if not ray.get(ref):
+                    missing.append(refs[ref])
+            except Exception:
+                missing.append(refs[ref])
+        return sorted(missing)
 
     # --- accounting ---------------------------------------------------------------------------
     def _free(self) -> Dict[str, float]:

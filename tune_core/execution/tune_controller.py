@@ -25,6 +25,7 @@ from tune_core.execution.executor import (
     Executor, TrialFailed, TrialFinished, TrialLaunch, TrialPaused, TrialResults, TrialStarted,
     TrialStopped)
 from tune_core.execution.placement_groups import PlacementGroupFactory, can_ever_fit
+from tune_core.experiment.checkpoint_manager import CheckpointManager
 from tune_core.experiment.experiment_state import (
     ExperimentStateWriter, trial_from_state, trial_to_state)
 from tune_core.experiment.trial import Trial, TrialStatus, new_run_prefix, new_trial_id
@@ -82,6 +83,11 @@ class TuneController:
         clock: Callable[[], float] = time.monotonic,
         poll_timeout: float = 0.2,
         state_writer: Optional[ExperimentStateWriter] = None,
+        storage: Any = None,
+        local_experiment_path: Optional[str] = None,
+        syncer: Any = None,
+        checkpoint_config: Any = None,
+        sync_config: Any = None,
     ) -> None:
         self._executor = executor
         self._search_alg = search_alg
@@ -125,6 +131,16 @@ class TuneController:
         self._started = False
         self._state_writer = state_writer
         self._state_dirty = True
+        # Storage: trial directories are under experiment_path on the storage's
+        # filesystem; the driver's logs under local_experiment_path.
+        self._storage = storage
+        self._local_experiment_path = local_experiment_path or experiment_path
+        self._checkpoint_fs = storage.fs if storage is not None and not storage.is_local \
+            else None
+        self._syncer = syncer
+        self._checkpoint_config = checkpoint_config
+        self._sync_config = sync_config
+        self._obsolete_checkpoints: List[str] = []
 
     # --- public ------------------------------------------------------------------------------
     @property
@@ -144,7 +160,12 @@ class TuneController:
             try:
                 self.cleanup()
             finally:
-                self.save_state()
+                try:
+                    self.save_state()
+                finally:
+                    if self._syncer is not None:
+                        self._syncer.sync()
+                        self._syncer.close()
         if self._fatal is not None:
             raise self._fatal
         return self.trials
@@ -190,11 +211,15 @@ class TuneController:
         self._callbacks.on_step_end(iteration=self.iteration, trials=self.trials)
         if self._state_dirty and self._state_writer is not None and self._state_writer.due():
             self.save_state()
+        if self._syncer is not None and self._syncer.due():
+            self._callbacks.flush()
+            self._syncer.sync()
 
     # --- experiment state ---------------------------------------------------------------------
     def save_state(self) -> None:
         """Write the experiment state now (also called at the end and on SIGINT)."""
         if self._state_writer is None:
+            self._release_obsolete_checkpoints()
             return
         import cloudpickle  # deferred: only experiments that save state need it
 
@@ -221,6 +246,13 @@ class TuneController:
             "search_finished": self._search_finished})
         self._state_writer.write(json_state, pickled)
         self._state_dirty = False
+        self._release_obsolete_checkpoints()
+
+    def _release_obsolete_checkpoints(self) -> None:
+        """Checkpoints retention dropped go once no saved state references them."""
+        obsolete, self._obsolete_checkpoints = self._obsolete_checkpoints, []
+        if obsolete and self._syncer is not None:
+            self._syncer.state_written(obsolete)
 
     def restore_state(self, state: Dict[str, Any], *, resume_unfinished: bool = True,
                       resume_errored: bool = False, restart_errored: bool = False) -> None:
@@ -234,7 +266,9 @@ class TuneController:
         self._next_index = state["next_index"]
         self._search_finished = state["search_finished"] and self._search_alg.is_finished()
         for ts in state["trials"]:
-            trial, counters = trial_from_state(ts, self._experiment_path)
+            trial, counters = trial_from_state(ts, self._experiment_path,
+                                               self._local_experiment_path,
+                                               self._checkpoint_fs, self._new_manager())
             if counters:
                 self._checkpoint_counters[trial.trial_id] = counters
             self.trials.append(trial)
@@ -296,7 +330,9 @@ class TuneController:
         trial = Trial(trial_id, suggestion.config, trainable_name=self._trainable_name,
                       experiment_tag=suggestion.experiment_tag,
                       evaluated_params=dict(suggestion.evaluated_params),
-                      experiment_path=self._experiment_path)
+                      experiment_path=self._experiment_path,
+                      local_experiment_path=self._local_experiment_path)
+        trial.checkpoint_manager = self._new_manager()
         self.trials.append(trial)
         self._by_id[trial_id] = trial
         try:
@@ -316,6 +352,13 @@ class TuneController:
             return
         self._scheduler.on_trial_add(trial.snapshot())
         self._waiting[trial_id] = trial
+
+    def _new_manager(self) -> CheckpointManager:
+        cc = self._checkpoint_config
+        if cc is None:
+            return CheckpointManager()
+        return CheckpointManager(cc.num_to_keep, cc.checkpoint_score_attribute,
+                                 cc.checkpoint_score_order)
 
     def _check_fits(self, trial: Trial) -> None:
         pgf = trial.placement_group_factory
@@ -345,7 +388,17 @@ class TuneController:
             checkpoint_index=int(counters.get("next_index", 0)),
             checkpoint_frequency=self._checkpoint_frequency,
             checkpoint_at_end=self._checkpoint_at_end,
-            sync_results=bool(self._scheduler.pauses_trials or self._seen_pause)))
+            sync_results=bool(self._scheduler.pauses_trials or self._seen_pause),
+            storage=self._storage,
+            **self._sync_options()))
+
+    def _sync_options(self) -> Dict[str, Any]:
+        sc = self._sync_config
+        if sc is None:
+            return {}
+        return {"sync_artifacts": sc.sync_artifacts,
+                "sync_artifacts_on_checkpoint": sc.sync_artifacts_on_checkpoint,
+                "sync_timeout": float(sc.sync_timeout)}
 
     # --- 3. events -----------------------------------------------------------------------------
     def _handle(self, event: Any) -> None:
@@ -471,7 +524,8 @@ class TuneController:
         return False
 
     def _record_checkpoint(self, trial: Trial, path: str, result: Dict[str, Any]) -> None:
-        trial.checkpoint = Checkpoint(path)
+        trial.checkpoint = Checkpoint(path, filesystem=self._checkpoint_fs)
+        self._obsolete_checkpoints += trial.checkpoint_manager.register(path, result)
         index = int(path.rstrip("/").rsplit("_", 1)[-1]) if path[-6:].isdigit() else 0
         self._state_dirty = True
         self._checkpoint_counters[trial.trial_id] = {
@@ -535,8 +589,8 @@ class TuneController:
         text = traceback_str or str(error)
         trial.error_msg = text
         try:
-            os.makedirs(trial.path, exist_ok=True)
-            path = os.path.join(trial.path, "error.txt")
+            os.makedirs(trial.local_path, exist_ok=True)
+            path = os.path.join(trial.local_path, "error.txt")
             with open(path, "a") as f:
                 f.write(f"Failure # {trial.num_failures} (occurred at "
                         f"{time.strftime('%Y-%m-%d_%H-%M-%S')})\n{text}\n")

@@ -56,9 +56,11 @@ def trial_to_state(trial: Trial, counters: Optional[Dict[str, float]] = None) ->
     """Everything needed to re-create ``trial`` (paths relative to the experiment)."""
     checkpoint = None
     if trial.checkpoint is not None:
-        checkpoint = os.path.relpath(trial.checkpoint.path, trial.path) \
-            if trial.path and trial.checkpoint.path.startswith(trial.path) \
+        prefix = trial.path.rstrip("/") + "/"
+        checkpoint = trial.checkpoint.path[len(prefix):] \
+            if trial.path and trial.checkpoint.path.startswith(prefix) \
             else trial.checkpoint.path
+    manager = trial.checkpoint_manager
     return {
         "trial_id": trial.trial_id,
         "trial_name": trial.trial_name,
@@ -77,13 +79,18 @@ def trial_to_state(trial: Trial, counters: Optional[Dict[str, float]] = None) ->
         "error_msg": trial.error_msg,
         "error_file": os.path.basename(trial.error_file) if trial.error_file else None,
         "checkpoint": checkpoint,
+        "checkpoints": manager.to_state(trial.path) if manager is not None else [],
         "checkpoint_counters": dict(counters or {}),
         "start_time": trial.start_time,
         "end_time": trial.end_time,
     }
 
 
-def trial_from_state(state: Dict[str, Any], experiment_path: str) -> Tuple[Trial, Dict[str, float]]:
+def trial_from_state(state: Dict[str, Any], experiment_path: str,
+                     local_experiment_path: Optional[str] = None, filesystem: Any = None,
+                     checkpoint_manager: Any = None) -> Tuple[Trial, Dict[str, float]]:
+    """The trial saved as ``state``, its directory under ``experiment_path`` on storage
+    (``filesystem``; None is the local disk) and its logs under ``local_experiment_path``."""
     res = state.get("resources") or {"bundles": [{"CPU": 1}], "strategy": "PACK"}
     trial = Trial(state["trial_id"], state["config"], trainable_name=state["trainable_name"],
                   experiment_tag=state.get("experiment_tag", ""),
@@ -91,7 +98,8 @@ def trial_from_state(state: Dict[str, Any], experiment_path: str) -> Tuple[Trial
                   placement_group_factory=PlacementGroupFactory(res["bundles"],
                                                                 strategy=res["strategy"]),
                   experiment_path=experiment_path, dirname=state["dirname"],
-                  trial_name=state.get("trial_name", ""))
+                  trial_name=state.get("trial_name", ""),
+                  local_experiment_path=local_experiment_path)
     trial.status = TrialStatus(state["status"])
     trial.last_result = dict(state.get("last_result") or {})
     trial.metric_analysis = dict(state.get("metric_analysis") or {})
@@ -105,11 +113,16 @@ def trial_from_state(state: Dict[str, Any], experiment_path: str) -> Tuple[Trial
         trial.error = TrialError(msg[-1] if msg else "the trial failed",
                                  trial_id=trial.trial_id, traceback_str=trial.error_msg or "")
     if state.get("error_file"):
-        trial.error_file = os.path.join(trial.path, state["error_file"])
+        trial.error_file = os.path.join(trial.local_path, state["error_file"])
     if state.get("checkpoint"):
         path = state["checkpoint"]
         trial.checkpoint = Checkpoint(path if os.path.isabs(path) or "://" in path
-                                      else f"{trial.path}/{path}")
+                                      else f"{trial.path}/{path}", filesystem=filesystem)
+    if checkpoint_manager is not None:
+        checkpoint_manager.load_state(state.get("checkpoints") or [], trial.path)
+        if trial.checkpoint is not None and not checkpoint_manager.checkpoints:
+            checkpoint_manager.load_state([{"path": trial.checkpoint.path}], "")
+        trial.checkpoint_manager = checkpoint_manager
     trial.start_time = state.get("start_time")
     trial.end_time = state.get("end_time")
     return trial, dict(state.get("checkpoint_counters") or {})

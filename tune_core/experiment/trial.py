@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+import os
 import time
 import uuid
 from types import MappingProxyType
@@ -60,8 +61,8 @@ class Trial:
 
     Only the controller mutates a trial. Public attributes mirror Ray Tune's
     ``Trial``: ``trial_id``, ``config``, ``status``, ``last_result``, ``path``
-    (alias ``local_path``), ``experiment_tag``, ``placement_group_factory``,
-    ``checkpoint``, ``error_file``, ``num_failures``.
+    (on storage), ``local_path`` (the driver's log directory), ``experiment_tag``,
+    ``placement_group_factory``, ``checkpoint``, ``error_file``, ``num_failures``.
     """
 
     PENDING = TrialStatus.PENDING
@@ -82,6 +83,7 @@ class Trial:
         experiment_path: str = "",
         dirname: str = "",
         trial_name: str = "",
+        local_experiment_path: Optional[str] = None,
     ) -> None:
         self.trial_id = trial_id
         self.config = config
@@ -91,6 +93,9 @@ class Trial:
         self.placement_group_factory = placement_group_factory or PlacementGroupFactory(
             [{"CPU": 1}])
         self.experiment_path = experiment_path
+        # The driver's copy (logs, error file): the same directory when storage is
+        # local, a staging directory uploaded to remote storage otherwise.
+        self.local_experiment_path = local_experiment_path or experiment_path
         self.dirname = dirname
         self.trial_name = trial_name or f"{trainable_name}_{trial_id}"
         self.status = TrialStatus.PENDING
@@ -102,6 +107,8 @@ class Trial:
         self.error_msg: Optional[str] = None
         self.error: Optional[BaseException] = None
         self.checkpoint: Any = None  # the newest Checkpoint, or None
+        # The checkpoints kept under CheckpointConfig (a CheckpointManager), or None.
+        self.checkpoint_manager: Any = None
         self.start_time: Optional[float] = None
         self.end_time: Optional[float] = None
         self.node_ip: Optional[str] = None
@@ -113,12 +120,17 @@ class Trial:
     # --- paths -------------------------------------------------------------------------------
     @property
     def path(self) -> str:
-        """The trial directory (absolute)."""
+        """The trial directory on storage (a path inside the storage filesystem)."""
         if not self.dirname:
             return ""
         return f"{self.experiment_path.rstrip('/')}/{self.dirname}"
 
-    local_path = path
+    @property
+    def local_path(self) -> str:
+        """The driver's local trial directory (logs); ``path`` itself for local storage."""
+        if not self.dirname:
+            return ""
+        return os.path.join(self.local_experiment_path, self.dirname)
 
     @property
     def storage_path(self) -> str:

@@ -249,12 +249,16 @@ class _FileLoggerCallback(LoggerCallback):
         self._init_runtime()
 
     def _trial_dir(self, trial: "Trial") -> Optional[str]:
-        """The trial's directory, created if needed; None (warned once) if it has none."""
-        path = trial.path
+        """The trial's local directory, created if needed; None (warned once) if it has none.
+
+        Loggers write on the driver's disk; with remote storage the files are
+        uploaded from there.
+        """
+        path = trial.local_path
         if not path:
             if trial.trial_id not in self._warned_no_dir:
                 self._warned_no_dir.add(trial.trial_id)
-                logger.warning("%s: trial %s has no directory (trial.path is empty); "
+                logger.warning("%s: trial %s has no directory (trial.local_path is empty); "
                                "not logging it.", type(self).__name__, trial.trial_id)
             return None
         os.makedirs(path, exist_ok=True)

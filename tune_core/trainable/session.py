@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import datetime
 import os
+import posixpath
 import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections import deque
@@ -78,7 +80,10 @@ class _TrialSession:
     def __init__(self, *, trial_id: str, trial_name: str, trial_dir: str, experiment_name: str,
                  resources: Any, config: Dict[str, Any], node_ip: str,
                  checkpoint_path: Optional[str], restored_iteration: int,
-                 restored_time_total: float, checkpoint_index: int, lookahead: int) -> None:
+                 restored_time_total: float, checkpoint_index: int, lookahead: int,
+                 storage_trial_dir: Optional[str] = None, storage: Any = None,
+                 sync_timeout: float = 1800.0, sync_artifacts: bool = False,
+                 sync_artifacts_on_checkpoint: bool = True) -> None:
         # lookahead: results a trial may run ahead of the driver; 0 means each report
         # waits until the driver has taken its result (a scheduler that pauses trials
         # then sees a trial at most one result ahead of its decision).
@@ -90,7 +95,16 @@ class _TrialSession:
         self.config = config
         self.node_ip = node_ip
         self.pid = os.getpid()
-        self.loaded_checkpoint = Checkpoint(checkpoint_path) if checkpoint_path else None
+        # trial_dir is the working directory on this node; checkpoints go to
+        # storage_trial_dir, on remote storage (fs) when there is one.
+        self.storage_trial_dir = storage_trial_dir or trial_dir
+        self.remote = storage is not None and not storage.is_local
+        self.fs = storage.fs if self.remote else None
+        self._storage = storage
+        self.sync_timeout = sync_timeout
+        self.sync_artifacts_enabled = bool(sync_artifacts) and self.remote
+        self.sync_artifacts_on_checkpoint = sync_artifacts_on_checkpoint
+        self.loaded_checkpoint = self.checkpoint(checkpoint_path) if checkpoint_path else None
         self.latest_checkpoint_path = checkpoint_path
         # Counters of the newest checkpoint, so a pause resumes counting from it.
         self.checkpoint_iteration = restored_iteration
@@ -134,24 +148,84 @@ class _TrialSession:
         result["iterations_since_restore"] = self.iterations_since_restore
         return result
 
-    def persist_checkpoint(self, checkpoint: Checkpoint) -> str:
-        """Copy a reported checkpoint into the trial dir as ``checkpoint_%06d``; return its name."""
+    # --- storage -----------------------------------------------------------------------------
+    def checkpoint(self, path: str) -> Checkpoint:
+        """A Checkpoint of ``path`` on this trial's storage."""
+        return Checkpoint(path, filesystem=self.fs)
+
+    def next_checkpoint(self) -> Tuple[str, str]:
+        """The name and storage path of the next ``checkpoint_%06d``."""
         name = f"checkpoint_{self.checkpoint_index:06d}"
         self.checkpoint_index += 1
-        dest = os.path.join(self.trial_dir, name)
-        src = os.path.abspath(checkpoint.path)
-        if src != os.path.abspath(dest):
-            # Written under a temporary name and renamed, so nobody sees half a checkpoint.
-            tmp = dest + ".tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            if checkpoint._is_local():
+        join = posixpath.join if self.remote else os.path.join
+        return name, join(self.storage_trial_dir, name)
+
+    def with_retries(self, fn: Any, what: str) -> Any:
+        """Runs a storage operation, retrying for up to ``sync_timeout`` seconds."""
+        from tune_core import storage
+
+        return storage.with_retries(fn, what, attempts=1_000_000, max_backoff=5.0,
+                                    timeout=self.sync_timeout)
+
+    def _where(self) -> str:
+        from tune_core import storage
+
+        uri = self._storage.experiment_uri if self._storage is not None else ""
+        return storage.redact_uri(uri)
+
+    def upload_checkpoint_dir(self, src: str, dest: str) -> None:
+        """Copies the local checkpoint directory ``src`` to remote ``dest`` (complete or not
+        at all), retrying while storage is unreachable."""
+        from tune_core import storage
+
+        self.with_retries(lambda: storage.persist_checkpoint_dir(src, self.fs, dest),
+                          f"Uploading {posixpath.basename(dest)} of trial {self.trial_id} "
+                          f"to {self._where()}")
+
+    def download_checkpoint(self, checkpoint: Checkpoint) -> str:
+        """A new local temporary directory holding ``checkpoint``'s files."""
+        tmp = tempfile.mkdtemp(prefix="tune_checkpoint_")
+        self.with_retries(lambda: checkpoint.to_directory(tmp),
+                          f"Downloading checkpoint {checkpoint.path} of trial {self.trial_id}")
+        return tmp
+
+    def sync_artifacts(self) -> None:
+        """Uploads the files of the working directory (``SyncConfig(sync_artifacts=True)``)."""
+        if not self.sync_artifacts_enabled or not os.path.isdir(self.trial_dir):
+            return
+        from tune_core import storage
+
+        self.with_retries(
+            lambda: storage.upload_dir(self.trial_dir, self.fs, self.storage_trial_dir),
+            f"Uploading the files of trial {self.trial_id} to {self._where()}")
+
+    def persist_checkpoint(self, checkpoint: Checkpoint) -> str:
+        """Copy a reported checkpoint to storage as ``checkpoint_%06d``; return its name.
+
+        Nobody sees half a checkpoint: locally it is written under a temporary name
+        and renamed; remotely its completion marker is uploaded last.
+        """
+        name, dest = self.next_checkpoint()
+        downloaded = None
+        src = checkpoint.path
+        if not checkpoint._is_local():
+            downloaded = src = self.download_checkpoint(checkpoint)
+        try:
+            if self.remote:
+                self.upload_checkpoint_dir(src, dest)
+            elif os.path.abspath(src) != os.path.abspath(dest):
+                tmp = dest + ".tmp"
+                shutil.rmtree(tmp, ignore_errors=True)
                 shutil.copytree(src, tmp)
-            else:
-                checkpoint.to_directory(tmp)
-            shutil.rmtree(dest, ignore_errors=True)
-            os.replace(tmp, dest)
+                shutil.rmtree(dest, ignore_errors=True)
+                os.replace(tmp, dest)
+        finally:
+            if downloaded is not None:
+                shutil.rmtree(downloaded, ignore_errors=True)
         self.note_checkpoint(dest)
-        self.loaded_checkpoint = Checkpoint(dest)
+        self.loaded_checkpoint = self.checkpoint(dest)
+        if self.sync_artifacts_on_checkpoint:
+            self.sync_artifacts()
         return name
 
     def note_checkpoint(self, path: str) -> None:
