@@ -229,3 +229,58 @@ def test_result_grid_from_an_s3_uri_that_holds_no_experiment(s3_bucket):
     with pytest.raises(FileNotFoundError, match="no experiment there"):
         tune.ResultGrid.from_path(s3_bucket.uri("nothing/here"))
     assert not tune.Tuner.can_restore(s3_bucket.uri("nothing/here"))
+
+
+def waits_for_its_log_on_storage(config):
+    import time
+
+    tune.report({"step": 1})
+    fs, root = storage.resolve(config["uri"])
+    trial_dir = posixpath.join(root, "live", os.path.basename(tune.get_context().get_trial_dir()))
+    deadline = time.monotonic() + 60
+    seen = False
+    while not seen and time.monotonic() < deadline:
+        try:
+            rows = storage.read_bytes(fs, posixpath.join(trial_dir, "result.json")).splitlines()
+            seen = any(json.loads(row).get("step") == 1 for row in rows)
+        except FileNotFoundError:
+            pass
+        time.sleep(0.2)
+    tune.report({"step": 2, "seen_on_storage_during_the_run": seen})
+
+
+def test_logs_reach_storage_while_the_experiment_runs(s3_bucket):
+    uri = s3_bucket.uri("exps")
+    results = tune.Tuner(
+        waits_for_its_log_on_storage, param_space={"uri": uri},
+        run_config=tune.RunConfig(storage_path=uri, name="live", verbose=0,
+                                  sync_config=tune.SyncConfig(sync_period=0.5))).fit()
+    assert results[0].metrics["seen_on_storage_during_the_run"] is True
+
+
+class _PauseWhenDone(tune.Callback):
+    def __init__(self, server):
+        self.server = server
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.server.pause()
+
+
+def test_a_final_upload_that_fails_is_reported_and_the_files_are_kept(s3_server, s3_bucket,
+                                                                      capfd):
+    try:
+        results = tune.Tuner(
+            lambda config: {"x": 1},
+            run_config=tune.RunConfig(
+                storage_path=s3_bucket.uri("exps"), name="unreachable", verbose=0,
+                callbacks=[_PauseWhenDone(s3_server)],
+                sync_config=tune.SyncConfig(sync_timeout=2))).fit()
+    finally:
+        s3_server.resume()
+    assert results[0].metrics["x"] == 1
+    err = capfd.readouterr().err
+    assert "could not be written to s3://***@" in err
+    kept = err.split("They are kept in ")[1].split(";")[0]
+    assert os.path.exists(os.path.join(kept, STATE_FILE))
+    state = json.loads(open(os.path.join(kept, STATE_FILE)).read())
+    assert state["status_counts"] == {"TERMINATED": 1}
