@@ -284,3 +284,41 @@ def test_a_final_upload_that_fails_is_reported_and_the_files_are_kept(s3_server,
     assert os.path.exists(os.path.join(kept, STATE_FILE))
     state = json.loads(open(os.path.join(kept, STATE_FILE)).read())
     assert state["status_counts"] == {"TERMINATED": 1}
+
+
+class FailsOnce(tune.Trainable):
+    def setup(self, config):
+        self.total = 0
+
+    def step(self):
+        self.total += self.config["add"]
+        if self.iteration == 2 and not os.path.exists(self.config["marker"]):
+            open(self.config["marker"], "w").close()
+            raise RuntimeError("injected")
+        return {"total": self.total, "done": self.iteration + 1 == 5}
+
+    def save_checkpoint(self, checkpoint_dir):
+        with open(os.path.join(checkpoint_dir, "total.txt"), "w") as f:
+            f.write(str(self.total))
+
+    def load_checkpoint(self, checkpoint_dir):
+        with open(os.path.join(checkpoint_dir, "total.txt")) as f:
+            self.total = int(f.read())
+
+
+def test_class_trainable_resumes_from_its_checkpoint_on_s3(s3_bucket, tmp_path):
+    results = tune.Tuner(
+        FailsOnce, param_space={"add": 3, "marker": str(tmp_path / "failed")},
+        run_config=tune.RunConfig(
+            storage_path=s3_bucket.uri("exps"), name="cls", verbose=0,
+            failure_config=tune.FailureConfig(max_failures=1),
+            checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1))).fit()
+    (result,) = results
+    assert result.error is None
+    assert result.metrics["total"] == 15 and result.metrics["training_iteration"] == 5
+    fs = s3_bucket.fs
+    (trial_dir,) = trial_dirs(fs, s3_bucket.path("exps/cls"))
+    assert iterations(fs, trial_dir) == [1, 2, 3, 4, 5]
+    assert "injected" in read_text(fs, posixpath.join(trial_dir, "error.txt"))
+    with result.checkpoint.as_directory() as d:
+        assert open(os.path.join(d, "total.txt")).read() == "15"

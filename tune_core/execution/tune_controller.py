@@ -389,7 +389,8 @@ class TuneController:
             checkpoint_frequency=self._checkpoint_frequency,
             checkpoint_at_end=self._checkpoint_at_end,
             sync_results=bool(self._scheduler.pauses_trials or self._seen_pause),
-            storage=self._storage,
+            # Local storage needs no filesystem object in the worker (nor pyarrow there).
+            storage=self._storage if self._checkpoint_fs is not None else None,
             **self._sync_options()))
 
     def _sync_options(self) -> Dict[str, Any]:
