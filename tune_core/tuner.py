@@ -242,7 +242,8 @@ class Tuner:
         from tune_core import storage
 
         local = ctx.local_experiment_dir
-        if not ctx.is_local:
+        if not ctx.is_local and not (self._restore is not None and
+                                     self._staging_is_newer(ctx, local)):
             # A staging directory only caches what storage holds.
             shutil.rmtree(local, ignore_errors=True)
             if self._restore is not None:
@@ -398,6 +399,24 @@ class Tuner:
             saved["run_config"] = dataclasses.replace(self._run_config, callbacks=None)
             data = cloudpickle.dumps(saved)
         _write_atomically(os.path.join(path, TUNER_FILE), data)
+
+    @staticmethod
+    def _staging_is_newer(ctx: Any, local: str) -> bool:
+        """Whether this machine's staging directory holds a newer state of the experiment
+        than storage: a driver killed here had not uploaded its last results yet."""
+        import json
+
+        from tune_core import storage
+        from tune_core.experiment.experiment_state import STATE_FILE
+
+        try:
+            with open(os.path.join(local, STATE_FILE), "rb") as f:
+                mine = json.loads(f.read())
+            theirs = json.loads(storage.read_bytes(
+                ctx.fs, posixpath.join(ctx.experiment_fs_path, STATE_FILE)))
+        except (OSError, ValueError):
+            return False
+        return float(mine.get("timestamp", 0)) >= float(theirs.get("timestamp", 0))
 
     def _check_shared_storage(self, executor, path: str) -> None:
         """On a cluster, every node must see a local storage path (NFS), or trials

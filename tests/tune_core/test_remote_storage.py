@@ -322,3 +322,55 @@ def test_class_trainable_resumes_from_its_checkpoint_on_s3(s3_bucket, tmp_path):
     assert "injected" in read_text(fs, posixpath.join(trial_dir, "error.txt"))
     with result.checkpoint.as_directory() as d:
         assert open(os.path.join(d, "total.txt")).read() == "15"
+
+
+@pytest.mark.parametrize("machine", ["same", "another"])
+def test_restore_from_s3_after_the_driver_is_killed(s3_bucket, machine):
+    """SIGKILL a driver whose experiment is on S3 mid-run, then restore from the URI: on the
+    same machine (its unsynced staging files are newer and used) or on another one (only
+    what reached S3)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from . import _s3_crash_experiment as crash
+
+    uri = s3_bucket.uri("exps")
+    fs = s3_bucket.fs
+    experiment = s3_bucket.path("exps/crash")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.Popen([sys.executable, crash.__file__, uri, "crash"], env=env,
+                            start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    try:
+        # Killed once the state is on S3 and a few checkpoints exist.
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"the driver ended before the kill: {proc.stderr.read()}")
+            assert time.monotonic() < deadline, "the experiment never reached the kill point"
+            if storage.exists(fs, posixpath.join(experiment, STATE_FILE)):
+                ckpts = sum(len(checkpoints(fs, posixpath.join(experiment, d)))
+                            for d in storage.list_dir(fs, experiment))
+                if ckpts >= 5:
+                    break
+            time.sleep(0.1)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    if machine == "another":
+        shutil.rmtree(os.environ["TUNE_STAGING_DIR"])
+        os.makedirs(os.environ["TUNE_STAGING_DIR"])
+    path = s3_bucket.uri("exps/crash")
+    assert tune.Tuner.can_restore(path)
+    results = tune.Tuner.restore(path, crash.train_fn).fit()
+    assert len(results) == crash.NUM_SAMPLES and results.num_errors == 0
+    for result in results:
+        assert result.metrics["score"] == pytest.approx(result.config["lr"] * crash.EPOCHS)
+    dirs = trial_dirs(fs, experiment)
+    assert len(dirs) == crash.NUM_SAMPLES
+    for trial_dir in dirs:
+        assert iterations(fs, trial_dir) == list(range(1, crash.EPOCHS + 1))
+    state = json.loads(read_text(fs, posixpath.join(experiment, STATE_FILE)))
+    assert state["status_counts"] == {"TERMINATED": crash.NUM_SAMPLES}

@@ -68,6 +68,7 @@ class ExperimentSyncer:
         self._last_round = -float("inf")
         self._uploaded: Dict[str, Tuple[int, int]] = {}   # relative path -> (size, mtime_ns)
         self._uploaded_generation = -1
+        self._first_state_seen = False
         self._awaiting_state: List[str] = []  # deletes waiting for the next state upload
         self._deletes: List[str] = []         # deletes that may go now
         self.last_error: Optional[str] = None
@@ -77,8 +78,21 @@ class ExperimentSyncer:
 
     # --- called from the controller's thread --------------------------------------------------
     def due(self) -> bool:
-        """Whether a periodic upload round should start now."""
-        return self.remote and self._clock() - self._last_round >= self._sync_period
+        """Whether a periodic upload round should start now.
+
+        Also as soon as the first experiment state exists, so that an experiment on
+        remote storage can be restored from there early on, not only after a period.
+        """
+        if not self.remote:
+            return False
+        now = self._clock()
+        if now - self._last_round >= self._sync_period:
+            return True
+        if self._uploaded_generation < 0 and not self._first_state_seen and \
+                now - self._last_round >= 1.0:
+            self._first_state_seen = os.path.exists(os.path.join(self._local_dir, STATE_FILE))
+            return self._first_state_seen
+        return False
 
     def sync(self) -> None:
         """Start an upload round in the background (merged with one already waiting)."""
