@@ -310,6 +310,7 @@ class TuneController:
             candidates = [t.snapshot() for t in self._waiting.values()]
             chosen = self._scheduler.choose_trial_to_run(candidates)
             if chosen is None:
+                self._complete_unresumable()
                 return
             trial = self._waiting.get(chosen)
             if trial is None:
@@ -318,6 +319,19 @@ class TuneController:
             if not self._executor.can_start(trial.placement_group_factory):
                 return
             self._launch(trial)
+
+    def _complete_unresumable(self) -> None:
+        """Paused trials end when nothing can resume them any more.
+
+        No trial runs, no new trial will come, and the scheduler picks none of the
+        paused ones: no future result could change its mind, so they are done (as a
+        promotion-based scheduler's trials that stay at their rung).
+        """
+        if not self._search_finished or self._active or self._stopping or \
+                self._has_pending():
+            return
+        for trial in list(self._waiting.values()):
+            self._complete(trial)
 
     def _create_trial(self) -> None:
         trial_id = new_trial_id(self._run_prefix, self._next_index)

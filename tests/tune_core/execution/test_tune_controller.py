@@ -231,6 +231,44 @@ def test_pause_and_resume(tmp_path):
     assert iterations == [1, 2, 3, 4]
 
 
+class PauseAndForget(FIFOScheduler):
+    """Pauses every trial at iteration 2 and never picks a paused trial again."""
+
+    pauses_trials = True
+
+    def __init__(self):
+        super().__init__()
+        self.completed = []
+
+    def on_trial_result(self, trial, result):
+        if result["training_iteration"] == 2:
+            return SchedulerDecision.PAUSE
+        return SchedulerDecision.CONTINUE
+
+    def on_trial_complete(self, trial, result):
+        self.completed.append((trial.trial_id, trial.status))
+
+    def choose_trial_to_run(self, candidates):
+        for trial in candidates:
+            if trial.status == TrialStatus.PENDING:
+                return trial.trial_id
+        return None
+
+
+def test_paused_trials_nothing_will_resume_end_the_experiment(tmp_path):
+    config = {"results": [{"score": i} for i in range(4)]}
+    scheduler = PauseAndForget()
+    ctrl, executor, search, rec = make([config, config, config], tmp_path, scheduler=scheduler)
+    step_until_finished(ctrl, 200)
+    assert ctrl.is_finished()
+    assert statuses(ctrl.trials) == [TrialStatus.TERMINATED] * 3
+    # Each trial ran to its pause and ended there, reported once to the scheduler.
+    assert all(t.last_result["training_iteration"] == 2 for t in ctrl.trials)
+    assert sorted(tid for tid, _ in scheduler.completed) == sorted(
+        t.trial_id for t in ctrl.trials)
+    assert len(executor.launches) == 3
+
+
 def test_stop_all_terminates_pending(tmp_path):
     class StopAllAfterFirst(Stopper):
         def __init__(self):
