@@ -29,7 +29,8 @@ from tune_core.experiment.checkpoint_manager import CheckpointManager
 from tune_core.experiment.experiment_state import (
     ExperimentStateWriter, trial_from_state, trial_to_state)
 from tune_core.experiment.trial import Trial, TrialStatus, new_run_prefix, new_trial_id
-from tune_core.schedulers.trial_scheduler import FIFOScheduler, SchedulerDecision, TrialScheduler
+from tune_core.schedulers.trial_scheduler import (
+    ChangeResources, FIFOScheduler, RestartTrial, SchedulerDecision, TrialScheduler)
 from tune_core.search.search_algorithm import SearchAlgorithm
 from tune_core.stopper.stopper import Stopper
 
@@ -118,6 +119,7 @@ class TuneController:
         self._active: Dict[str, Trial] = {}     # starting or running in the executor
         self._stopping: Set[str] = set()        # stop/pause sent, executor not done yet
         self._pausing: Set[str] = set()
+        self._restarting: Set[str] = set()     # stopped to start again (RestartTrial)
         self._checkpoint_counters: Dict[str, Dict[str, float]] = {}
         self._run_prefix = new_run_prefix()
         self._next_index = 0
@@ -141,6 +143,7 @@ class TuneController:
         self._checkpoint_config = checkpoint_config
         self._sync_config = sync_config
         self._obsolete_checkpoints: List[str] = []
+        self._held_checkpoints: List[str] = []  # dropped, but still some trial's newest
 
     # --- public ------------------------------------------------------------------------------
     @property
@@ -249,8 +252,15 @@ class TuneController:
         self._release_obsolete_checkpoints()
 
     def _release_obsolete_checkpoints(self) -> None:
-        """Checkpoints retention dropped go once no saved state references them."""
-        obsolete, self._obsolete_checkpoints = self._obsolete_checkpoints, []
+        """Checkpoints retention dropped go once no saved state references them, and
+        never while one is some trial's newest (a trial restarted from another's)."""
+        candidates = self._held_checkpoints + self._obsolete_checkpoints
+        self._obsolete_checkpoints = []
+        if not candidates:
+            return
+        in_use = {t.checkpoint.path for t in self.trials if t.checkpoint is not None}
+        self._held_checkpoints = [p for p in candidates if p in in_use]
+        obsolete = [p for p in candidates if p not in in_use]
         if obsolete and self._syncer is not None:
             self._syncer.state_written(obsolete)
 
@@ -392,6 +402,10 @@ class TuneController:
         counters = self._checkpoint_counters.get(trial.trial_id, {})
         checkpoint = trial.checkpoint
         trial.resume_iteration = int(counters.get("iteration", 0)) if checkpoint else 0
+        if getattr(trial, "keep_logs_on_restart", False):
+            # Restarted from another trial's checkpoint: its own rows so far stay.
+            trial.keep_logs_on_restart = False
+            trial.resume_iteration = None
         self._executor.start_trial(TrialLaunch(
             trial_id=trial.trial_id, trial_name=trial.trial_name, trial_dir=trial.path,
             experiment_name=self._experiment_name, experiment_path=self._experiment_path,
@@ -441,6 +455,7 @@ class TuneController:
             self._active.pop(trial.trial_id, None)
             self._stopping.discard(trial.trial_id)
             self._pausing.discard(trial.trial_id)
+            self._restarting.discard(trial.trial_id)  # it ended before the restart reached it
             # It ended on its own, maybe before a pause reached it.
             if trial.status in (TrialStatus.RUNNING, TrialStatus.PAUSED):
                 if trial.last_result:
@@ -449,6 +464,11 @@ class TuneController:
         elif isinstance(event, TrialFailed):
             self._active.pop(trial.trial_id, None)
             self._stopping.discard(trial.trial_id)
+            if trial.trial_id in self._restarting:
+                # Its run was being thrown away anyway: it starts from the new checkpoint.
+                self._restarting.discard(trial.trial_id)
+                self._requeue(trial)
+                return
             if trial.trial_id in self._pausing:
                 self._pausing.discard(trial.trial_id)
             if not trial.is_finished():
@@ -463,7 +483,19 @@ class TuneController:
         elif isinstance(event, TrialStopped):
             self._active.pop(trial.trial_id, None)
             self._stopping.discard(trial.trial_id)
+            if trial.trial_id in self._restarting:
+                self._restarting.discard(trial.trial_id)
+                self._requeue(trial)
+                return
             self._record_final_checkpoint(trial, event)
+
+    def _requeue(self, trial: Trial) -> None:
+        if self._stop_all:
+            if not trial.is_finished():
+                self._complete(trial)
+            return
+        trial.set_status(TrialStatus.PENDING)
+        self._waiting[trial.trial_id] = trial
 
     def _record_final_checkpoint(self, trial: Trial, event: Any) -> None:
         """The checkpoint a trial saved as it paused or stopped, if it is a new one."""
@@ -489,11 +521,17 @@ class TuneController:
                 decision = SchedulerDecision.STOP
             if decision != SchedulerDecision.STOP:
                 decision = self._scheduler.on_trial_result(trial.snapshot(), result)
-                if not isinstance(decision, SchedulerDecision):
+                if not isinstance(decision, (SchedulerDecision, RestartTrial, ChangeResources)):
                     decision = SchedulerDecision(decision)
             if decision != SchedulerDecision.STOP:
                 self._search_alg.on_trial_result(trial.trial_id, result)
         self._keep_result(trial, result)
+        if isinstance(decision, RestartTrial):
+            self._restart_trial(trial, decision)
+            return False
+        if isinstance(decision, ChangeResources):
+            self._change_resources(trial, decision.resources)
+            return False
         if decision == SchedulerDecision.STOP:
             self._stop_trial(trial, result)
             return False
@@ -557,6 +595,62 @@ class TuneController:
             self._stopping.add(trial.trial_id)
             self._executor.stop_trial(trial.trial_id)
         self._complete(trial)
+
+    def _restart_trial(self, trial: Trial, decision: RestartTrial) -> None:
+        """Stop the trial's run and start it again from another checkpoint and config."""
+        checkpoint = decision.checkpoint
+        if checkpoint is not None and not isinstance(checkpoint, Checkpoint):
+            raise TuneError(f"{self._scheduler.debug_string()} returned {decision!r}: "
+                            "RestartTrial(checkpoint=...) must be a tune.Checkpoint or None")
+        donor = self._by_id.get(decision.donor_trial_id or "")
+        counters: Dict[str, Any] = {}
+        if donor is not None and donor.checkpoint is not None:
+            # The donor's checkpoint as it is at this moment (the scheduler's snapshot
+            # may be a result older), with the counters it was saved at.
+            checkpoint = donor.checkpoint
+            counters = dict(self._checkpoint_counters.get(donor.trial_id, {}))
+        elif checkpoint is not None:
+            counters = self._counters_of(checkpoint.path)
+        own = self._checkpoint_counters.get(trial.trial_id, {})
+        # It counts on from the donor's checkpoint but keeps numbering its own checkpoints.
+        counters["next_index"] = own.get("next_index", 0)
+        if checkpoint is None:
+            counters.update(iteration=0, time_total=0.0)
+        self._checkpoint_counters[trial.trial_id] = counters
+        trial.checkpoint = checkpoint
+        trial.config = dict(decision.config)
+        if decision.experiment_tag is not None:
+            trial.experiment_tag = decision.experiment_tag
+        trial.keep_logs_on_restart = True
+        self._state_dirty = True  # params.json is rewritten when the trial starts again
+        self._restarting.add(trial.trial_id)
+        self._stopping.add(trial.trial_id)
+        self._executor.stop_trial(trial.trial_id)
+
+    def _change_resources(self, trial: Trial, resources: Any) -> None:
+        """Pause the trial; it resumes from its checkpoint in a placement group of
+        ``resources``."""
+        pgf = resources if isinstance(resources, PlacementGroupFactory) else \
+            PlacementGroupFactory([dict(resources)])
+        old = trial.placement_group_factory
+        trial.placement_group_factory = pgf
+        try:
+            self._check_fits(trial)
+        except TuneError as exc:
+            trial.placement_group_factory = old
+            raise TuneError(f"{self._scheduler.debug_string()} asked to change the resources "
+                            f"of trial {trial.trial_name}: {exc}") from None
+        self._state_dirty = True
+        self._pause_trial(trial)
+
+    def _counters_of(self, path: str) -> Dict[str, Any]:
+        """The counters a kept checkpoint was saved at (from its trial's manager)."""
+        for t in self.trials:
+            for cp in (t.checkpoint_manager.checkpoints if t.checkpoint_manager else ()):
+                if cp.path == path:
+                    return {"iteration": cp.metrics.get("training_iteration", 0),
+                            "time_total": cp.metrics.get("time_total_s", 0.0)}
+        return {"iteration": 0, "time_total": 0.0}
 
     def _pause_trial(self, trial: Trial) -> None:
         self._seen_pause = True

@@ -54,6 +54,7 @@ class TrialSnapshot:
     resources: PlacementGroupFactory
     has_checkpoint: bool
     num_failures: int
+    checkpoint: Any = None  # the newest Checkpoint (immutable reference), or None
 
 
 class Trial:
@@ -116,6 +117,9 @@ class Trial:
         # The iteration a (re)started trial continues from (0: from scratch); the
         # loggers drop rows after it, which the trial reports again. None before a start.
         self.resume_iteration: Optional[int] = None
+        # Set when a scheduler restarted it from another trial's checkpoint: its logs
+        # keep every row so far (see TuneController._restart_trial).
+        self.keep_logs_on_restart = False
 
     # --- paths -------------------------------------------------------------------------------
     @property
@@ -175,6 +179,7 @@ class Trial:
             resources=self.placement_group_factory,
             has_checkpoint=self.checkpoint is not None,
             num_failures=self.num_failures,
+            checkpoint=self.checkpoint,
         )
 
     def __repr__(self) -> str:

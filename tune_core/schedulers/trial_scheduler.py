@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from typing import Any, Dict, Optional, Sequence
 
 from tune_core.experiment.trial import TrialSnapshot, TrialStatus
 
-__all__ = ["TrialScheduler", "FIFOScheduler", "SchedulerDecision"]
+__all__ = ["TrialScheduler", "FIFOScheduler", "SchedulerDecision", "RestartTrial",
+           "ChangeResources"]
 
 
 class SchedulerDecision(str, enum.Enum):
@@ -22,6 +24,41 @@ class SchedulerDecision(str, enum.Enum):
         return self.value
 
 
+@dataclasses.dataclass(frozen=True)
+class RestartTrial:
+    """A decision: restart the trial from ``checkpoint`` with ``config`` (PBT's exploit).
+
+    The trial's current run is stopped without saving; it starts again from
+    ``checkpoint`` (another trial's, typically; the controller keeps that checkpoint
+    from being deleted while this trial may still need it), counting on from the
+    iteration that checkpoint was saved at. Its earlier results stay in its logs.
+
+    Args:
+        checkpoint: the ``Checkpoint`` to start from (``TrialSnapshot.checkpoint`` of
+            the donor at the moment of the decision).
+        config: the new config.
+        donor_trial_id: the trial the checkpoint belongs to (for its counters).
+        experiment_tag: a new tag for the trial (None keeps the old one).
+    """
+
+    checkpoint: Any
+    config: Dict[str, Any]
+    donor_trial_id: Optional[str] = None
+    experiment_tag: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ChangeResources:
+    """A decision: give the trial new resources (``ResourceChangingScheduler``).
+
+    The trial pauses (saving a checkpoint), and resumes from it in a new placement
+    group of ``resources`` (a ``PlacementGroupFactory`` or a resource dict) when
+    ``choose_trial_to_run`` picks it again.
+    """
+
+    resources: Any
+
+
 class TrialScheduler:
     """Decides, result by result, whether trials continue, pause or stop.
 
@@ -34,6 +71,8 @@ class TrialScheduler:
         on_trial_add(trial)                      a trial was created (PENDING)
         choose_trial_to_run(candidates)          which PENDING/PAUSED trial starts next
         on_trial_result(trial, result)           -> CONTINUE | PAUSE | STOP | NOOP
+                                                 | RestartTrial(checkpoint, config)
+                                                 | ChangeResources(resources)
         on_trial_complete(trial, result)         the trial ended normally
         on_trial_error(trial)                    the trial failed for good
         on_trial_remove(trial)                   the trial was stopped by a decision
@@ -69,7 +108,8 @@ class TrialScheduler:
     def on_trial_add(self, trial: TrialSnapshot) -> None:
         pass
 
-    def on_trial_result(self, trial: TrialSnapshot, result: Dict[str, Any]) -> SchedulerDecision:
+    def on_trial_result(self, trial: TrialSnapshot,
+                        result: Dict[str, Any]) -> "SchedulerDecision | RestartTrial | ChangeResources":
         return SchedulerDecision.CONTINUE
 
     def on_trial_complete(self, trial: TrialSnapshot, result: Optional[Dict[str, Any]]) -> None:

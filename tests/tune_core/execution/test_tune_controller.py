@@ -12,7 +12,8 @@ from tune_core.error import TuneError
 from tune_core.execution.placement_groups import PlacementGroupFactory
 from tune_core.execution.tune_controller import TuneController
 from tune_core.experiment.trial import TrialStatus
-from tune_core.schedulers.trial_scheduler import FIFOScheduler, SchedulerDecision
+from tune_core.schedulers.trial_scheduler import (
+    ChangeResources, FIFOScheduler, RestartTrial, SchedulerDecision)
 from tune_core.search.search_algorithm import SearchAlgorithm, TrialSuggestion
 from tune_core.stopper.stopper import Stopper
 
@@ -267,6 +268,117 @@ def test_paused_trials_nothing_will_resume_end_the_experiment(tmp_path):
     assert sorted(tid for tid, _ in scheduler.completed) == sorted(
         t.trial_id for t in ctrl.trials)
     assert len(executor.launches) == 3
+
+
+class ExploitOnce(FIFOScheduler):
+    """At the second trial's iteration 2, restarts it from the first trial's newest
+    checkpoint with a new config (what PBT's exploit does)."""
+
+    def __init__(self):
+        super().__init__()
+        self.latest = {}
+        self.donated = None
+
+    def on_trial_result(self, trial, result):
+        self.latest[trial.trial_id] = trial
+        first = min(self.latest)
+        if trial.trial_id != first and result["training_iteration"] == 2 and \
+                self.donated is None and self.latest[first].checkpoint is not None:
+            donor = self.latest[first]
+            self.donated = (donor.checkpoint, donor.last_result["training_iteration"])
+            return RestartTrial(checkpoint=donor.checkpoint,
+                                config=dict(trial.config, lr=9), donor_trial_id=first,
+                                experiment_tag="lr=9@perturbed")
+        return SchedulerDecision.CONTINUE
+
+
+class RecordingSyncer:
+    def __init__(self):
+        self.deleted = []
+
+    def state_written(self, paths):
+        self.deleted += paths
+
+    def due(self):
+        return False
+
+    def sync(self):
+        pass
+
+    def close(self):
+        return True
+
+
+def test_restart_from_another_trials_checkpoint(tmp_path):
+    from tune_core.config import CheckpointConfig
+
+    donor_cfg = {"results": [{"score": i} for i in range(6)], "checkpoint_every": 1, "lr": 1}
+    weak_cfg = {"results": [{"score": i} for i in range(6)], "checkpoint_every": 1, "lr": 2}
+    scheduler = ExploitOnce()
+    syncer = RecordingSyncer()
+    ctrl, executor, _, rec = make([donor_cfg, weak_cfg], tmp_path, scheduler=scheduler,
+                                  syncer=syncer,
+                                  checkpoint_config=CheckpointConfig(num_to_keep=1))
+    step_until_finished(ctrl, 300)
+    donor, weak = ctrl.trials
+    assert statuses(ctrl.trials) == [TrialStatus.TERMINATED] * 2
+    snapshot_checkpoint, snapshot_iteration = scheduler.donated
+    relaunch = [launch for launch in executor.launches if launch.trial_id == weak.trial_id][1]
+    # The weak trial starts again from the donor's newest checkpoint at the moment of the
+    # exploit (the scheduler's snapshot may be a result older), with the new config,
+    # counting on from that checkpoint's iteration and numbering its own checkpoints on.
+    donated = relaunch.checkpoint_path
+    assert donated.startswith(donor.path + "/")
+    assert donated.endswith(f"checkpoint_{relaunch.restored_iteration - 1:06d}")
+    assert relaunch.restored_iteration >= snapshot_iteration
+    assert relaunch.config["lr"] == 9 and weak.config["lr"] == 9
+    assert weak.experiment_tag == "lr=9@perturbed"
+    assert relaunch.checkpoint_index == 2
+    donor_iteration = relaunch.restored_iteration
+    # Its rows before the exploit stay in its logs (no truncation on this restart).
+    assert weak.resume_iteration is None
+    iterations = [e[2] for e in rec.events if e[0] == "result" and e[1] == weak.trial_id]
+    assert iterations[:2] == [1, 2] and iterations[2] == donor_iteration + 1
+    assert iterations[-1] == 6
+    # Retention dropped the donor checkpoint, but only once the weak trial moved on from it.
+    ctrl.save_state()
+    assert donated in syncer.deleted and snapshot_checkpoint.path in syncer.deleted
+    assert not ctrl._held_checkpoints
+
+
+class GrowOnce(FIFOScheduler):
+    pauses_trials = True
+
+    def __init__(self, resources):
+        super().__init__()
+        self.resources = resources
+        self.done = False
+
+    def on_trial_result(self, trial, result):
+        if result["training_iteration"] == 2 and not self.done:
+            self.done = True
+            return ChangeResources(self.resources)
+        return SchedulerDecision.CONTINUE
+
+
+def test_change_resources_resumes_from_a_checkpoint_in_a_new_shape(tmp_path):
+    config = {"results": [{"score": i} for i in range(4)]}
+    ctrl, executor, _, rec = make([config], tmp_path, scheduler=GrowOnce({"CPU": 2}))
+    step_until_finished(ctrl, 200)
+    (trial,) = ctrl.trials
+    assert trial.status == TrialStatus.TERMINATED
+    first, second = executor.launches
+    assert first.resources.required_resources == {"CPU": 1}
+    assert second.resources.required_resources == {"CPU": 2}
+    assert second.checkpoint_path is not None and second.restored_iteration == 2
+    assert [e[2] for e in rec.events if e[0] == "result"] == [1, 2, 3, 4]
+
+
+def test_resources_that_can_never_fit_are_a_scheduler_error(tmp_path):
+    config = {"results": [{"score": i} for i in range(4)]}
+    ctrl, _, _, _ = make([config], tmp_path, scheduler=GrowOnce({"CPU": 64}))
+    with pytest.raises(TuneError, match="GrowOnce asked to change the resources"):
+        ctrl.run()
 
 
 def test_stop_all_terminates_pending(tmp_path):
