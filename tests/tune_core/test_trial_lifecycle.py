@@ -175,3 +175,32 @@ def test_a_function_paused_and_resumed_from_its_checkpoint(tmp_path):
     history = rows(result.path)
     assert [r["epoch"] for r in history] == list(range(10))
     assert [r["training_iteration"] for r in history] == list(range(1, 11))
+
+
+class KillWorkerWhenDone(tune.Callback):
+    """SIGKILLs the first trial's worker once the trial is done and its worker is pooled."""
+
+    def __init__(self):
+        self.killed = None
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        import signal
+
+        if self.killed is None:
+            self.killed = trial.last_result["pid"]
+            os.kill(self.killed, signal.SIGKILL)
+            time.sleep(0.5)  # dead before the next trial is sent to it
+
+
+def test_a_pooled_worker_that_died_while_idle_costs_the_next_trial_nothing(tmp_path):
+    killer = KillWorkerWhenDone()
+    results = tune.Tuner(
+        lambda config: {"pid": os.getpid()},
+        param_space={"i": tune.grid_search([0, 1])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=1),
+        run_config=quiet(tmp_path, callbacks=[killer])).fit()
+    assert killer.killed is not None
+    assert results.num_errors == 0
+    second = [r for r in results if r.config["i"] == 1][0]
+    assert second.metrics["pid"] != killer.killed
+    assert not os.path.exists(os.path.join(second.path, "error.txt"))

@@ -35,7 +35,7 @@ class _Slot:
     """One worker actor with its placement group."""
 
     __slots__ = ("actor", "pg", "shape", "trial_id", "trial_name", "stop_requested", "pause",
-                 "stop_deadline", "healthy", "node_ip", "pid")
+                 "stop_deadline", "healthy", "node_ip", "pid", "launch", "reused")
 
     def __init__(self, actor: Any, pg: Any, shape: PlacementGroupFactory) -> None:
         self.actor = actor
@@ -49,6 +49,8 @@ class _Slot:
         self.healthy = True
         self.node_ip = ""
         self.pid = 0
+        self.launch: Optional[TrialLaunch] = None
+        self.reused = False  # taken from the pool of idle workers
 
 
 def _path_exists(path: str) -> bool:
@@ -177,6 +179,7 @@ class RayExecutor(Executor):
     def start_trial(self, launch: TrialLaunch) -> None:
         shape = launch.resources
         slot = self._pop_idle(shape) if self._reuse_processes() else None
+        reused = slot is not None
         if slot is None:
             self._make_room(shape.required_resources)
             slot = self._new_slot(shape, launch.trial_name)
@@ -184,6 +187,7 @@ class RayExecutor(Executor):
         slot.trial_name = launch.trial_name
         slot.stop_requested = False
         slot.pause = False
+        slot.launch, slot.reused = launch, reused
         self._slots[launch.trial_id] = slot
         self._refs[slot.actor.start.remote(launch)] = ("start", slot)
 
@@ -292,8 +296,16 @@ class RayExecutor(Executor):
         try:
             info = ray.get(ref)
         except Exception as exc:  # the actor could not be created or the trainable not loaded
-            slot.healthy = False
-            self._release(slot)
+            self._worker_lost(slot)
+            if slot.reused and slot.launch is not None and \
+                    isinstance(exc, ray.exceptions.RayActorError):
+                # A pooled worker died while it was idle: the trial never ran in it, so
+                # this is no failure of the trial's; it starts again in a new worker.
+                stop, pause = slot.stop_requested, slot.pause
+                self.start_trial(slot.launch)
+                if stop:
+                    self._request_stop(trial_id, pause)
+                return
             events.append(self._failure(trial_id, exc, "could not start"))
             return
         slot.node_ip, slot.pid = info["node_ip"], info["pid"]
@@ -307,8 +319,7 @@ class RayExecutor(Executor):
         try:
             out = ray.get(ref)
         except Exception as exc:  # the worker process died
-            slot.healthy = False
-            self._release(slot)
+            self._worker_lost(slot)
             if slot.stop_requested and not slot.pause:
                 events.append(TrialStopped(trial_id))
             else:
@@ -336,6 +347,19 @@ class RayExecutor(Executor):
             events.append(TrialStopped(trial_id, *ckpt))
         else:
             events.append(TrialFinished(trial_id))
+
+    def _worker_lost(self, slot: _Slot) -> None:
+        """A worker process died, perhaps with its node: the cluster may be smaller now.
+
+        Counting a lost node's resources would start retried trials in placement
+        groups that can never be placed while pooled workers hold what is left.
+        """
+        slot.healthy = False
+        self._release(slot)
+        try:
+            self.refresh_resources()
+        except Exception:  # the cluster view stays as it was
+            logger.debug("Could not refresh the cluster's resources", exc_info=True)
 
     def _failure(self, trial_id: Optional[str], exc: BaseException, what: str) -> TrialFailed:
         msg = f"The worker of trial {trial_id} {what}: {type(exc).__name__}: {exc}"
