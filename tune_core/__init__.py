@@ -24,6 +24,17 @@ from tune_core.tuner import Tuner
 
 __version__ = "0.1.0"
 
+
+def create_scheduler(name: str, **kwargs):
+    """A trial scheduler by its Ray Tune name, e.g. ``create_scheduler("asha", max_t=50)``.
+
+    See ``schedulers.create_scheduler`` for the names (imported on first use).
+    """
+    from schedulers import create_scheduler as create
+
+    return create(name, **kwargs)
+
+
 __all__ = [
     # running
     "Tuner", "TuneConfig", "RunConfig", "CheckpointConfig", "FailureConfig", "SyncConfig",
@@ -33,6 +44,8 @@ __all__ = [
     # search spaces
     "uniform", "quniform", "loguniform", "qloguniform", "randn", "qrandn", "randint",
     "qrandint", "lograndint", "qlograndint", "choice", "sample_from", "grid_search",
+    # schedulers
+    "create_scheduler",
     # results and hooks
     "Result", "ResultGrid", "Trial", "Callback", "Stopper", "CLIReporter",
     # errors

@@ -268,7 +268,9 @@ class Tuner:
         if isinstance(getattr(searcher, "metric", None), str):
             names[searcher.metric] = f"{type(searcher).__name__}(metric=...)"
         if not isinstance(scheduler, FIFOScheduler) and scheduler.metric:
-            names[scheduler.metric] = f"{type(scheduler).__name__}(metric=...)"
+            metrics = scheduler.metric  # a list for multi-objective schedulers
+            for name in [metrics] if isinstance(metrics, str) else metrics:
+                names[name] = f"{type(scheduler).__name__}(metric=...)"
         if self._tune_config.metric:
             names[self._tune_config.metric] = "TuneConfig(metric=...)"
         return names

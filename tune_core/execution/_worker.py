@@ -128,16 +128,17 @@ class TrialWorker:
         self._thread.start()
         return self.ready()
 
-    def fetch(self, timeout: float = 2.0) -> Dict[str, Any]:
+    def fetch(self, timeout: float = 2.0, ack: bool = True) -> Dict[str, Any]:
         """Results reported since the last fetch; waits up to ``timeout`` for the first.
 
         ``state`` is ``running`` while the trial goes on, then one of ``finished``,
-        ``failed``, ``stopped`` or ``paused`` (with the remaining results).
+        ``failed``, ``stopped`` or ``paused`` (with the remaining results). ``ack``
+        says the driver decided to let the trial go on after the results it took.
         """
         sess = self._session
         if sess is None:
             return {"results": [], "state": "stopped"}
-        results = sess.take(timeout)
+        results = sess.take(timeout, ack)
         if sess.thread_done and self._thread is not None:
             self._thread.join()
             rest = sess.take(0)

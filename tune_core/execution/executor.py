@@ -42,8 +42,8 @@ class TrialLaunch:
     checkpoint_index: int = 0               # next checkpoint_%06d number to use
     checkpoint_frequency: int = 0           # class API: save every N iterations
     checkpoint_at_end: bool = False         # class API: save when the trial ends
-    # Each report waits until the driver has taken its result, so that a trial is at
-    # most one result ahead of the decision on the previous one (for pausing schedulers).
+    # Each report waits until the driver has decided on its result, so that a trial
+    # never runs past a result it is paused or stopped at (for pausing schedulers).
     sync_results: bool = False
 
 

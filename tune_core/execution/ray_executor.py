@@ -93,6 +93,7 @@ class RayExecutor(Executor):
         self._refs: Dict[Any, Tuple[str, _Slot]] = {}
         self._used: Dict[str, float] = {}
         self._events: List[ExecutorEvent] = []
+        self._refetch: List[_Slot] = []   # lock-step trials, asked again at the next poll
         self._worker_cls: Any = None
         self._trainable_ref: Any = None
         self._total: Dict[str, float] = {}
@@ -274,6 +275,13 @@ class RayExecutor(Executor):
 
     # --- events -------------------------------------------------------------------------------
     def poll(self, timeout: float) -> List[ExecutorEvent]:
+        # Lock-step trials wait in report() until the driver has decided on their last
+        # results; by now it has, and the fetch tells them (unless it stopped them).
+        refetch, self._refetch = self._refetch, []
+        for slot in refetch:
+            if self._slots.get(slot.trial_id) is slot:
+                ref = slot.actor.fetch.remote(self._fetch_timeout, not slot.stop_requested)
+                self._refs[ref] = ("fetch", slot)
         events, self._events = self._events, []
         refs = list(self._refs)
         if refs:
@@ -330,7 +338,11 @@ class RayExecutor(Executor):
         if results and (not slot.stop_requested or slot.pause):
             events.append(TrialResults(trial_id, results))
         if state == "running":
-            self._refs[slot.actor.fetch.remote(self._fetch_timeout)] = ("fetch", slot)
+            if results and slot.launch is not None and slot.launch.sync_results:
+                self._refetch.append(slot)  # after the driver has decided on them
+            else:
+                ref = slot.actor.fetch.remote(self._fetch_timeout, not slot.stop_requested)
+                self._refs[ref] = ("fetch", slot)
             return
         slot.healthy = bool(out.get("reusable", True))
         self._release(slot)

@@ -310,6 +310,10 @@ class TuneController:
         return any(t.status == TrialStatus.PENDING for t in self._waiting.values())
 
     def _create_and_start_trials(self) -> None:
+        for trial_id in self._scheduler.trials_to_stop():
+            trial = self._waiting.get(trial_id)
+            if trial is not None:  # the scheduler will never run it again
+                self._complete(trial)
         while True:
             if self._max_concurrent and len(self._active) >= self._max_concurrent:
                 return

@@ -69,6 +69,7 @@ class TrialScheduler:
 
         set_search_properties(metric, mode)      once, before any trial
         on_trial_add(trial)                      a trial was created (PENDING)
+        trials_to_stop()                         waiting trials it will never run again
         choose_trial_to_run(candidates)          which PENDING/PAUSED trial starts next
         on_trial_result(trial, result)           -> CONTINUE | PAUSE | STOP | NOOP
                                                  | RestartTrial(checkpoint, config)
@@ -120,6 +121,15 @@ class TrialScheduler:
 
     def on_trial_remove(self, trial: TrialSnapshot) -> None:
         pass
+
+    def trials_to_stop(self) -> Sequence[str]:
+        """Ids of waiting (PAUSED or PENDING) trials this scheduler will never run again.
+
+        The controller completes them (TERMINATED, then ``on_trial_complete``) before
+        it asks ``choose_trial_to_run``. Return an id until its ``on_trial_complete``
+        arrives; ids of running or unknown trials are ignored.
+        """
+        return ()
 
     def choose_trial_to_run(self, candidates: Sequence[TrialSnapshot]) -> Optional[str]:
         """Return the id of the candidate to start next, or None to start nothing.

@@ -116,6 +116,10 @@ class _TrialSession:
         self._last_report_time = self.start_time
         self.checkpoint_index = checkpoint_index
         self.lookahead = max(0, lookahead)
+        # With lookahead 0 a report returns once the driver has decided on it: what one
+        # fetch hands out, the driver's next fetch acknowledges (see take()).
+        self._handed_out = 0
+        self._acknowledged = 0
         # (iteration counter when reported, result), oldest first
         self._buffer: Deque[Tuple[int, Dict[str, Any]]] = deque()
         self._cond = threading.Condition()
@@ -249,8 +253,9 @@ class _TrialSession:
                 return False
             self._buffer.append((self.iteration, result))
             self._cond.notify_all()
-            if self.lookahead == 0:  # wait until the driver has taken it
-                while self._buffer and not self.stop_requested:
+            if self.lookahead == 0:  # wait until the driver has decided on it
+                mine = self._handed_out + len(self._buffer)
+                while self._acknowledged < mine and not self.stop_requested:
                     self._cond.wait(0.5)
             return True
 
@@ -288,14 +293,24 @@ class _TrialSession:
                 # The trial resumes from this checkpoint, so its result must be kept.
                 self.put_last(result)
             raise _StopTrial()
+        if self.lookahead == 0:
+            self.check_stop()  # paused or stopped at this very result: no step past it
 
     # --- called from the worker's fetch ------------------------------------------------------
-    def take(self, timeout: float) -> List[Dict[str, Any]]:
-        """Wait up to ``timeout`` for results (or the end of the thread) and take them all."""
+    def take(self, timeout: float, ack: bool = True) -> List[Dict[str, Any]]:
+        """Wait up to ``timeout`` for results (or the end of the thread) and take them all.
+
+        ``ack``: the driver has decided on everything it took before, so reports
+        waiting for that (lookahead 0) return.
+        """
         with self._cond:
+            if ack:
+                self._acknowledged = self._handed_out
+                self._cond.notify_all()
             if not self._buffer and not self.thread_done:
                 self._cond.wait(timeout)
             out = [result for _, result in self._buffer]
+            self._handed_out += len(out)
             self._buffer.clear()
             self._cond.notify_all()
             return out
