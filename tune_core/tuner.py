@@ -180,7 +180,7 @@ class Tuner:
             raise ValueError(f"TuneConfig(metric={tc.metric!r}, mode={tc.mode!r}) conflicts with "
                              f"the scheduler's metric={sched.metric!r}, mode={sched.mode!r}; set "
                              "them in one place")
-        if not isinstance(sched, FIFOScheduler) and not (sched.metric and sched.mode):
+        if sched.requires_metric and not (sched.metric and sched.mode):
             raise ValueError(f"{type(sched).__name__} needs a metric and a mode: pass them to the "
                              "scheduler or set TuneConfig(metric=..., mode=...)")
         return sched

@@ -198,6 +198,8 @@ class TuneController:
         if not self._started:
             self._started = True
             self._executor.setup()
+            self._scheduler.set_experiment_path(self._local_experiment_path)
+            self._scheduler.set_cluster_resources(dict(self._executor.total_resources()))
         self.iteration += 1
         if self._stop_requested and not self._stop_all:
             self._interrupt()
@@ -332,6 +334,10 @@ class TuneController:
                                 f"{chosen!r}, which is not one of the candidates' ids")
             if not self._executor.can_start(trial.placement_group_factory):
                 return
+            if trial.status == TrialStatus.PAUSED:
+                restart = self._scheduler.on_trial_resume(trial.snapshot())
+                if restart is not None:
+                    self._apply_restart(trial, restart)
             self._launch(trial)
 
     def _complete_unresumable(self) -> None:
@@ -355,7 +361,8 @@ class TuneController:
                 self._search_finished = True
             return
         self._next_index += 1
-        trial = Trial(trial_id, suggestion.config, trainable_name=self._trainable_name,
+        config = self._scheduler.complete_config(dict(suggestion.config))
+        trial = Trial(trial_id, config, trainable_name=self._trainable_name,
                       experiment_tag=suggestion.experiment_tag,
                       evaluated_params=dict(suggestion.evaluated_params),
                       experiment_path=self._experiment_path,
@@ -602,6 +609,13 @@ class TuneController:
 
     def _restart_trial(self, trial: Trial, decision: RestartTrial) -> None:
         """Stop the trial's run and start it again from another checkpoint and config."""
+        self._apply_restart(trial, decision)
+        self._restarting.add(trial.trial_id)
+        self._stopping.add(trial.trial_id)
+        self._executor.stop_trial(trial.trial_id)
+
+    def _apply_restart(self, trial: Trial, decision: RestartTrial) -> None:
+        """Give the trial the restart's checkpoint (and its counters) and config."""
         checkpoint = decision.checkpoint
         if checkpoint is not None and not isinstance(checkpoint, Checkpoint):
             raise TuneError(f"{self._scheduler.debug_string()} returned {decision!r}: "
@@ -627,9 +641,6 @@ class TuneController:
             trial.experiment_tag = decision.experiment_tag
         trial.keep_logs_on_restart = True
         self._state_dirty = True  # params.json is rewritten when the trial starts again
-        self._restarting.add(trial.trial_id)
-        self._stopping.add(trial.trial_id)
-        self._executor.stop_trial(trial.trial_id)
 
     def _change_resources(self, trial: Trial, resources: Any) -> None:
         """Pause the trial; it resumes from its checkpoint in a placement group of

@@ -78,6 +78,15 @@ class TrialScheduler:
         on_trial_error(trial)                    the trial failed for good
         on_trial_remove(trial)                   the trial was stopped by a decision
                                                  other than this scheduler's
+
+    Optional hooks (no-ops by default)::
+
+        set_experiment_path(path)                before the first step (also after a
+                                                 restore): the driver's experiment dir
+        set_cluster_resources(total)             before the first step: the cluster's total
+        complete_config(config) -> config        a new trial's config, before on_trial_add
+        on_trial_resume(trial) -> RestartTrial | None
+                                                 a PAUSED trial is about to start again
     """
 
     CONTINUE = SchedulerDecision.CONTINUE
@@ -89,6 +98,8 @@ class TrialScheduler:
     mode: Optional[str] = None
     #: True when the scheduler pauses trials (it then needs checkpoints to resume them).
     pauses_trials: bool = False
+    #: False when it decides nothing from the metric (then TuneConfig needs none).
+    requires_metric: bool = True
 
     def set_search_properties(self, metric: Optional[str], mode: Optional[str],
                               **spec: Any) -> bool:
@@ -105,6 +116,22 @@ class TrialScheduler:
         if mode and not self.mode:
             self.mode = mode
         return True
+
+    def set_experiment_path(self, path: str) -> None:
+        """Where the scheduler may write logs of its own (the driver's experiment dir)."""
+
+    def set_cluster_resources(self, total: Dict[str, float]) -> None:
+        """The cluster's total resources (resource name to amount)."""
+
+    def complete_config(self, config: Dict[str, Any]) -> Dict[str, Any]:
+        """The config a new trial starts with (PBT samples the keys it mutates that the
+        search space lacks)."""
+        return config
+
+    def on_trial_resume(self, trial: TrialSnapshot) -> Optional[RestartTrial]:
+        """A restart to apply before a PAUSED trial starts again (its run is gone, so
+        nothing is stopped), or None."""
+        return None
 
     def on_trial_add(self, trial: TrialSnapshot) -> None:
         pass
@@ -150,6 +177,8 @@ class TrialScheduler:
 
 class FIFOScheduler(TrialScheduler):
     """Runs trials in creation order: PENDING trials first, then PAUSED ones."""
+
+    requires_metric = False
 
     def __init__(self, metric: Optional[str] = None, mode: Optional[str] = None) -> None:
         self.metric = metric
