@@ -40,8 +40,11 @@ def train_fn(config):
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(d, "state.json"), "w") as f:
             json.dump(state, f)
+        # "done" ends the trial at that result, so PBT never picks a trial that has
+        # finished as a donor (restarting from a final checkpoint would end at once).
         tune.report({"score": state["score"], "lr": config["lr"],
-                     "resumed_from_trial": resumed_from, "resumed_at": resumed_at},
+                     "resumed_from_trial": resumed_from, "resumed_at": resumed_at,
+                     "done": iteration == ITERATIONS},
                     checkpoint=tune.Checkpoint.from_directory(d))
 
 

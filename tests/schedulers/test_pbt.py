@@ -846,11 +846,17 @@ def check_pbt_run(results, policy: List[Dict[str, Any]]) -> None:
         assert r.metrics["training_iteration"] == exp.ITERATIONS
         by_id[r.metrics["trial_id"]] = trial_rows(r.path)
     assert policy, "no trial exploited another one"
-    for record in policy:
+    for n, record in enumerate(policy):
         rows = by_id[record["trial_id"]]
-        # The exploiting trial went on from the donor's checkpoint (its content names the
-        # donor) at the recorded iteration, with the new config.
-        resumed = [row for row in rows if row["resumed_from_trial"] == record["donor_id"]
+        # The exploiting trial went on from the donor's checkpoint at the recorded
+        # iteration, with the new config. The checkpoint's content names the trial that
+        # wrote it: the donor, or, if the donor had itself just restarted from another
+        # trial's checkpoint and not saved its own yet, that trial (transitively).
+        writers = {record["donor_id"]}
+        for earlier in reversed(policy[:n]):
+            if earlier["trial_id"] in writers:
+                writers.add(earlier["donor_id"])
+        resumed = [row for row in rows if row["resumed_from_trial"] in writers
                    and row["resumed_at"] == record["donor_iteration"]
                    and row["lr"] == record["new_config"]["lr"]]
         assert resumed, (record, rows)
