@@ -35,6 +35,16 @@ def create_scheduler(name: str, **kwargs):
     return create(name, **kwargs)
 
 
+def create_searcher(name: str, **kwargs):
+    """A search algorithm by its Ray Tune name, e.g. ``create_searcher("optuna", seed=0)``.
+
+    See ``searchers.create_searcher`` for the names (imported on first use).
+    """
+    from searchers import create_searcher as create
+
+    return create(name, **kwargs)
+
+
 __all__ = [
     # running
     "Tuner", "TuneConfig", "RunConfig", "CheckpointConfig", "FailureConfig", "SyncConfig",
@@ -44,8 +54,8 @@ __all__ = [
     # search spaces
     "uniform", "quniform", "loguniform", "qloguniform", "randn", "qrandn", "randint",
     "qrandint", "lograndint", "qlograndint", "choice", "sample_from", "grid_search",
-    # schedulers
-    "create_scheduler",
+    # schedulers and searchers
+    "create_scheduler", "create_searcher",
     # results and hooks
     "Result", "ResultGrid", "Trial", "Callback", "Stopper", "CLIReporter",
     # errors
