@@ -6,9 +6,9 @@ The interface and the default FIFO scheduler live in ``tune_core`` and are re-ex
 
 from __future__ import annotations
 
-import importlib
 import typing
 
+from tune_core._util import create_by_name as _create_by_name
 from tune_core.schedulers.trial_scheduler import (
     ChangeResources, FIFOScheduler, RestartTrial, SchedulerDecision, TrialScheduler)
 
@@ -60,13 +60,4 @@ def create_scheduler(name: typing.Optional[str] = None, **kwargs: typing.Any) ->
 
         scheduler = create_scheduler("asha", metric="loss", mode="min", max_t=50)
     """
-    if name is None and isinstance(kwargs.get("scheduler"), str):
-        name = kwargs.pop("scheduler")
-    key = name.strip().lower() if isinstance(name, str) else None
-    target = _SCHEDULER_IMPORTS.get(key) if key else None
-    if target is None:
-        accepted = ", ".join(repr(n) for n in _SCHEDULER_IMPORTS)
-        raise ValueError(f"create_scheduler(name={name!r}) is not valid: use one of {accepted}")
-    module_name, _, class_name = target.partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(**kwargs)
+    return _create_by_name("create_scheduler", "scheduler", _SCHEDULER_IMPORTS, name, kwargs)

@@ -33,12 +33,11 @@ import math
 import warnings
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from tune_core.error import TuneError
 from tune_core.search.sample import Float, Integer
 
 from schedulers.async_hyperband import _bad
 from schedulers.pbt import (
-    _DONE, Path, PopulationBasedTraining, _get, _has, _is_number, _path_str, _plain, _set,
+    _DONE, Path, PopulationBasedTraining, _get, _has, _is_number, _path_str, _set,
     _TrialState)
 
 __all__ = ["PB2"]
@@ -281,13 +280,7 @@ class PB2(PopulationBasedTraining):
                 value = int(min(max(round(value), math.ceil(low)), math.floor(high)))
             _set(config, path, value)
             operations["/".join(path)] = how
-        if self._custom_explore_fn is not None:
-            explored = self._custom_explore_fn(config)
-            if not isinstance(explored, Mapping):
-                raise TuneError(f"{type(self).__name__}(custom_explore_fn=...) returned "
-                                f"{explored!r}; it must return the new config dict")
-            config = _plain(explored)
-        return config, operations
+        return self._custom_explore(config), operations
 
     def debug_string(self) -> str:
         return (f"PB2: {self.num_perturbations} perturbs, {len(self._observations)} "

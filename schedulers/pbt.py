@@ -598,13 +598,17 @@ class PopulationBasedTraining(TrialScheduler):
                                             mutation, _has(config, path))
             _set(config, path, value)
             operations["/".join(path)] = operation
-        if self._custom_explore_fn is not None:
-            explored = self._custom_explore_fn(config)
-            if not isinstance(explored, Mapping):
-                raise TuneError(f"{type(self).__name__}(custom_explore_fn=...) returned "
-                                f"{explored!r}; it must return the new config dict")
-            config = _plain(explored)
-        return config, operations
+        return self._custom_explore(config), operations
+
+    def _custom_explore(self, config: Dict[str, Any]) -> Dict[str, Any]:
+        """``custom_explore_fn`` applied to an explored config, if there is one."""
+        if self._custom_explore_fn is None:
+            return config
+        explored = self._custom_explore_fn(config)
+        if not isinstance(explored, Mapping):
+            raise TuneError(f"{type(self).__name__}(custom_explore_fn=...) returned "
+                            f"{explored!r}; it must return the new config dict")
+        return _plain(explored)
 
     def _mutate(self, value: Any, mutation: Any, present: bool) -> Tuple[Any, str]:
         rng = self._rng

@@ -7,9 +7,9 @@ optional library (Optuna, HyperOpt, ...) are imported only when asked for.
 
 from __future__ import annotations
 
-import importlib
 import typing
 
+from tune_core._util import create_by_name as _create_by_name
 from tune_core.search.basic_variant import BasicVariantGenerator
 from tune_core.search.search_algorithm import SearchAlgorithm
 from tune_core.search.search_generator import SearchGenerator
@@ -52,13 +52,4 @@ def create_searcher(name: typing.Optional[str] = None,
 
         searcher = create_searcher("optuna", metric="loss", mode="min", seed=0)
     """
-    if name is None and isinstance(kwargs.get("search_alg"), str):
-        name = kwargs.pop("search_alg")
-    key = name.strip().lower() if isinstance(name, str) else None
-    target = _SEARCHER_IMPORTS.get(key) if key else None
-    if target is None:
-        accepted = ", ".join(repr(n) for n in _SEARCHER_IMPORTS)
-        raise ValueError(f"create_searcher(name={name!r}) is not valid: use one of {accepted}")
-    module_name, _, class_name = target.partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(**kwargs)
+    return _create_by_name("create_searcher", "search_alg", _SEARCHER_IMPORTS, name, kwargs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Mapping
 
-__all__ = ["flatten_dict"]
+__all__ = ["flatten_dict", "create_by_name"]
 
 
 def flatten_dict(d: Mapping[Any, Any], delimiter: str = "/") -> Dict[Any, Any]:
@@ -44,3 +44,24 @@ def _flatten_into(out: Dict[Any, Any], d: Mapping[Any, Any], prefix: str,
             _flatten_into(out, value, f"{prefix}{key}{delimiter}", delimiter)
         else:
             out[f"{prefix}{key}"] = value
+
+
+def create_by_name(function: str, keyword: str, imports: Mapping[str, str], name: Any,
+                   kwargs: Dict[str, Any]) -> Any:
+    """``cls(**kwargs)`` for the class ``imports[name]`` names (``"module:Class"``).
+
+    Backs ``create_scheduler``/``create_searcher``: ``name`` is case-insensitive, Ray
+    Tune's keyword spelling (``keyword="asha"`` in ``kwargs``) works too, and an unknown
+    name's error lists the accepted ones. The module is imported only now.
+    """
+    import importlib
+
+    if name is None and isinstance(kwargs.get(keyword), str):
+        name = kwargs.pop(keyword)
+    key = name.strip().lower() if isinstance(name, str) else None
+    target = imports.get(key) if key else None
+    if target is None:
+        accepted = ", ".join(repr(n) for n in imports)
+        raise ValueError(f"{function}(name={name!r}) is not valid: use one of {accepted}")
+    module_name, _, class_name = target.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)(**kwargs)
