@@ -36,10 +36,13 @@ class Result:
     filesystem: Any = None
     _local_path: Optional[str] = dataclasses.field(default=None, repr=False)
     _metrics_dataframe: Any = dataclasses.field(default=None, repr=False)
+    _config: Optional[Dict[str, Any]] = dataclasses.field(default=None, repr=False)
 
     @property
     def config(self) -> Optional[Dict[str, Any]]:
-        return (self.metrics or {}).get("config")
+        """The config of the trial's last result; for a trial that reported nothing (it
+        failed first), the config it was started with."""
+        return (self.metrics or {}).get("config", self._config)
 
     @property
     def metrics_dataframe(self) -> Any:

@@ -80,7 +80,8 @@ class ResultGrid:
             trial.local_experiment_path != trial.experiment_path else None
         return Result(metrics=dict(trial.last_result) if trial.last_result else {},
                       checkpoint=trial.checkpoint, error=error, path=trial.path,
-                      best_checkpoints=best, filesystem=self._filesystem, _local_path=local)
+                      best_checkpoints=best, filesystem=self._filesystem, _local_path=local,
+                      _config=dict(trial.config))
 
     @property
     def filesystem(self) -> Any:

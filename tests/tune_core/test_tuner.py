@@ -151,6 +151,17 @@ def test_reuse_actors_false_names_each_actor_after_its_trial(tmp_path):
     assert len({r.metrics["pid"] for r in results}) == 3
 
 
+def test_a_trial_that_failed_before_reporting_still_has_its_config(tmp_path):
+    def fails_at_once(config):
+        raise ValueError("no")
+
+    results = tune.Tuner(fails_at_once, param_space={"v": tune.grid_search([3, 4])},
+                         run_config=quiet(tmp_path)).fit()
+    assert results.num_errors == 2
+    assert sorted(r.config["v"] for r in results) == [3, 4]
+    assert all(r.metrics == {} for r in results)
+
+
 def test_user_traceback_reaches_the_user(tmp_path, capsys):
     def failing_trainable(config):
         tune.report({"x": 1})
