@@ -1,9 +1,14 @@
 """README: Search algorithms."""
 
+import json
 import os
+import tempfile
 
 import tune_core as tune
+from schedulers.hb_bohb import HyperBandForBOHB
 from searchers import ConcurrencyLimiter
+from searchers.bayesopt import BayesOptSearch
+from searchers.bohb import TuneBOHB
 from searchers.hyperopt import HyperOptSearch
 from searchers.optuna import OptunaSearch
 
@@ -42,6 +47,40 @@ results = tune.Tuner(train, param_space=conditional, run_config=run_config,
                          metric="loss", mode="min", num_samples=12,
                          search_alg=HyperOptSearch(random_state_seed=0))).fit()
 
+assert results.num_errors == 0 and len(results) == 12
+
+# Gaussian-process BO (expected improvement), with a constraint: feasible when <= 0.
+def sized(config):
+    return {"loss": (config["x"] - 0.3) ** 2, "too_big": config["x"] - 0.8}
+
+
+results = tune.Tuner(sized, param_space={"x": tune.uniform(0, 1)}, run_config=run_config,
+                     tune_config=tune.TuneConfig(
+                         metric="loss", mode="min", num_samples=12,
+                         search_alg=BayesOptSearch(random_state=0, constraints=["too_big"]))).fit()
+assert results.num_errors == 0 and len(results) == 12
+
+
+# BOHB: one model per HyperBand budget. HyperBand pauses trials at its milestones and
+# resumes the promising ones: the trainable checkpoints so that they go on where they were.
+def epochs(config):
+    start = 0
+    if tune.get_checkpoint():
+        with tune.get_checkpoint().as_directory() as d:
+            start = json.load(open(os.path.join(d, "epoch.json")))
+    for epoch in range(start + 1, 10):
+        with tempfile.TemporaryDirectory() as d:
+            json.dump(epoch, open(os.path.join(d, "epoch.json"), "w"))
+            tune.report({"loss": (config["x"] - 0.3) ** 2 + 1 / epoch},
+                        checkpoint=tune.Checkpoint.from_directory(d))
+
+
+results = tune.Tuner(epochs, param_space={"x": tune.uniform(0, 1)}, run_config=run_config,
+                     tune_config=tune.TuneConfig(
+                         metric="loss", mode="min", num_samples=14,
+                         search_alg=TuneBOHB(seed=0),
+                         scheduler=HyperBandForBOHB(max_t=9, reduction_factor=3))).fit()
+assert results.num_errors == 0 and len(results) == 14
+
 # Or by name, as tune.create_searcher in Ray Tune:
 searcher = tune.create_searcher("optuna", metric="loss", mode="min")
-assert results.num_errors == 0 and len(results) == 12

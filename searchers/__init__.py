@@ -27,9 +27,9 @@ _SEARCHER_IMPORTS = {
     "random": "tune_core.search.basic_variant:BasicVariantGenerator",
     "optuna": "searchers.optuna:OptunaSearch",
     "hyperopt": "searchers.hyperopt:HyperOptSearch",
-    # "bayesopt": "searchers.bayesopt:BayesOptSearch",
-    # "bohb": "searchers.bohb:TuneBOHB",
-    # "rea": "searchers.rea:RegularizedEvolution",
+    "bayesopt": "searchers.bayesopt:BayesOptSearch",
+    "bohb": "searchers.bohb:TuneBOHB",
+    "rea": "searchers.rea:RegularizedEvolution",
 }
 
 

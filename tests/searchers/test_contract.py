@@ -138,17 +138,41 @@ def limited_optuna(**kw: Any) -> Searcher:
     return ConcurrencyLimiter(optuna(**kw), max_concurrent=2)
 
 
+def rea(**kw: Any) -> Searcher:
+    from searchers.rea import RegularizedEvolution
+
+    if "seed" in kw:
+        kw["random_seed"] = kw.pop("seed")
+    # A small population, so that mutation happens within the suite's dozen trials.
+    return RegularizedEvolution(population_size=4, sample_size=2, **kw)
+
+
+def bayesopt(**kw: Any) -> Searcher:
+    from searchers.bayesopt import BayesOptSearch
+
+    if "seed" in kw:
+        kw["random_state"] = kw.pop("seed")
+    # Few random steps, so the GP makes most of the suite's suggestions.
+    return BayesOptSearch(random_search_steps=5, **kw)
+
+
+def bohb(**kw: Any) -> Searcher:
+    from searchers.bohb import TuneBOHB
+
+    return TuneBOHB(**kw)
+
+
 #: Factories of every searcher under contract; others append theirs.
 SEARCHERS: List[Callable[..., Searcher]] = [
     reference, limited, limited_batch, repeated, limited_repeated,
-    optuna, hyperopt, limited_optuna,
+    optuna, hyperopt, limited_optuna, rea, bayesopt, bohb,
 ]
 #: Searchers that run ``points_to_evaluate`` first.
 TAKES_POINTS = {reference, limited, limited_batch, repeated, limited_repeated,
-                optuna, hyperopt, limited_optuna}
+                optuna, hyperopt, limited_optuna, rea, bayesopt, bohb}
 #: Searchers whose restored copy goes on exactly as the original would.
 RESTORE_IS_EXACT = {reference, limited, limited_batch, repeated, limited_repeated,
-                    optuna, hyperopt, limited_optuna}
+                    optuna, hyperopt, limited_optuna, rea, bayesopt, bohb}
 
 by_name = pytest.mark.parametrize("make", SEARCHERS, ids=lambda f: f.__name__)
 
@@ -353,7 +377,8 @@ def test_create_searcher_builds_by_name(name):
 def test_create_searcher_unknown_name_lists_the_accepted_ones():
     with pytest.raises(ValueError) as err:
         create_searcher("grid")
-    for part in ["name='grid'", "'random'", "'variant_generator'", "'optuna'", "'hyperopt'"]:
+    for part in ["name='grid'", "'random'", "'variant_generator'", "'optuna'", "'hyperopt'",
+                 "'bayesopt'", "'bohb'", "'rea'"]:
         assert part in str(err.value)
 
 
