@@ -16,9 +16,11 @@ import json
 import os
 import sys
 import time
+from typing import Optional
 
 import tune_core as tune
 from schedulers.pbt import PopulationBasedTraining
+from tune_core.schedulers.trial_scheduler import TrialScheduler
 from searchers import BasicVariantGenerator
 
 ITERATIONS = 8
@@ -55,12 +57,14 @@ def make_scheduler() -> PopulationBasedTraining:
         resample_probability=0.25, seed=0)
 
 
-def make_tuner(storage: str, name: str, sleep: float = 0.05) -> tune.Tuner:
+def make_tuner(storage: str, name: str, sleep: float = 0.05,
+               scheduler: Optional[TrialScheduler] = None) -> tune.Tuner:
+    """The experiment with PBT, or with ``scheduler`` (PB2, say) in its place."""
     return tune.Tuner(
         train_fn,
         param_space={"lr": tune.uniform(0.1, 1.0), "sleep": sleep},
         tune_config=tune.TuneConfig(metric="score", mode="max", num_samples=NUM_TRIALS,
-                                    scheduler=make_scheduler(),
+                                    scheduler=scheduler or make_scheduler(),
                                     search_alg=BasicVariantGenerator(random_state=3)),
         run_config=tune.RunConfig(storage_path=storage, name=name, verbose=0))
 

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import random
 import subprocess
@@ -201,3 +202,18 @@ def test_observations_are_score_changes_per_unit_of_time():
         pb2.on_trial_result(snapshot("a", config=config), {"training_iteration": t,
                                                            "score": score})
     assert pb2._observations == [(4.0, 0.0, (0.25, 0.5), 1.5)]
+
+
+@pytest.mark.ray
+def test_end_to_end_on_ray(ray_local, tmp_path):
+    """The PBT experiment with PB2 choosing the new lr inside its bounds."""
+    from . import _pbt_experiment as exp
+    from .test_pbt import check_pbt_run
+
+    pb2 = PB2(time_attr="training_iteration", perturbation_interval=2,
+              hyperparam_bounds={"lr": [0.1, 1.0]}, quantile_fraction=0.25, seed=0)
+    results = exp.make_tuner(str(tmp_path), "pb2", scheduler=pb2).fit()
+    policy = pb2.global_policy()
+    check_pbt_run(results, policy)
+    assert all(0.1 <= record["new_config"]["lr"] <= 1.0 for record in policy)
+    assert os.path.exists(os.path.join(str(tmp_path), "pb2", "pb2_global.txt"))

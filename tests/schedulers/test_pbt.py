@@ -865,11 +865,43 @@ def check_pbt_run(results, policy: List[Dict[str, Any]]) -> None:
 
 
 @pytest.mark.ray
-def test_end_to_end_on_ray(ray_local, tmp_path):
+def test_end_to_end_on_ray_and_a_replay_of_its_policy(ray_local, tmp_path):
     tuner = exp.make_tuner(str(tmp_path), "pbt")
     results = tuner.fit()
     pbt = tuner._tune_config.scheduler
     check_pbt_run(results, pbt.global_policy())
+
+    # Replay the longest recorded history as one trial: it changes its lr at the recorded
+    # iterations, each time going on from its own checkpoint there.
+    files = [p for p in os.listdir(os.path.join(str(tmp_path), "pbt"))
+             if p.startswith("pbt_policy_")]
+    path = max((os.path.join(str(tmp_path), "pbt", p) for p in files),
+               key=lambda p: len(load_policy(p)[1]))
+    initial, changes = load_policy(path)
+    replayed = tune.Tuner(
+        exp.train_fn, param_space={"sleep": 0.01},
+        tune_config=tune.TuneConfig(metric="score", mode="max", num_samples=1,
+                                    scheduler=PopulationBasedTrainingReplay(path)),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="replay",
+                                  verbose=0)).fit()
+    (result,) = list(replayed)
+    assert not replayed.errors
+    rows = trial_rows(result.path)
+    assert [row["training_iteration"] for row in rows] == list(range(1, exp.ITERATIONS + 1))
+    assert rows[0]["lr"] == initial["lr"]
+    lr_at = {}
+    for at, config in changes:  # the last change at an iteration wins
+        lr_at[at] = config["lr"]
+    for at, lr in lr_at.items():
+        row = rows[at]  # the row of iteration at + 1
+        assert (row["lr"], row["resumed_at"]) == (lr, at), (at, rows)
+        assert row["resumed_from_trial"] == result.metrics["trial_id"]
+    # between changes the lr stays as set
+    expected, lr = [], initial["lr"]
+    for iteration in range(1, exp.ITERATIONS + 1):
+        lr = lr_at.get(iteration - 1, lr)
+        expected.append(lr)
+    assert [row["lr"] for row in rows] == expected
 
 
 @pytest.mark.ray
