@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import numbers
-from typing import Any, Callable, List, Optional, Union
+import os
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 __all__ = ["TuneConfig", "RunConfig", "CheckpointConfig", "FailureConfig", "SyncConfig"]
 
@@ -156,6 +157,10 @@ class RunConfig:
             a ``Stopper`` or a list of them.
         callbacks: a list of ``tune.Callback``.
         verbose: 0 silent, 1 status tables (default), 2 also trial events, 3 also results.
+        log_to_file: also write what trials print to files in each trial's directory:
+            True for files ``stdout`` and ``stderr``; a file name for both streams in
+            one file; a pair of names ``(stdout_file, stderr_file)``, either None to
+            leave that stream out. The console still shows everything.
     """
 
     name: Optional[str] = None
@@ -170,6 +175,28 @@ class RunConfig:
     progress_reporter: Any = None
     log_to_file: Union[bool, str, tuple] = False
 
+    def log_files(self) -> Tuple[Optional[str], Optional[str]]:
+        """``log_to_file`` as (stdout file, stderr file) names; None: not written."""
+        value = self.log_to_file
+        accepted = ("use True (files 'stdout' and 'stderr'), False, a file name, or a "
+                    "pair (stdout_file, stderr_file) of file names or None")
+        if value is True:
+            return "stdout", "stderr"
+        if value is False or value is None:
+            return None, None
+        if isinstance(value, str):
+            pair: Tuple[Any, Any] = (value, value)
+        elif isinstance(value, (tuple, list)) and len(value) == 2:
+            pair = (value[0], value[1])
+        else:
+            raise _bad("RunConfig", "log_to_file", value, accepted)
+        for name in pair:
+            if name is not None and (not isinstance(name, str) or not name.strip()
+                                     or os.path.isabs(name) or ".." in name.split("/")):
+                raise _bad("RunConfig", "log_to_file", value,
+                           accepted + ", relative to the trial directory")
+        return pair[0], pair[1]
+
     def __post_init__(self) -> None:
         if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()
                                       or "/" in self.name or "\\" in self.name):
@@ -183,6 +210,7 @@ class RunConfig:
             else:
                 raise _bad("RunConfig", "storage_path", self.storage_path,
                            "use a local path or a URI such as s3://bucket/prefix")
+        self.log_files()  # a bad log_to_file fails here
         self.failure_config = self.failure_config or FailureConfig()
         self.checkpoint_config = self.checkpoint_config or CheckpointConfig()
         self.sync_config = self.sync_config or SyncConfig()

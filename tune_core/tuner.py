@@ -313,7 +313,8 @@ class Tuner:
             ray.init(ignore_reinit_error=True)
         executor = RayExecutor(self._trainable, reuse_actors=tc.reuse_actors,
                                experiment_name=rc.name or trainable_name,
-                               stop_timeout=_env_seconds("TUNE_FORCE_TRIAL_CLEANUP_S", 30.0))
+                               stop_timeout=_env_seconds("TUNE_FORCE_TRIAL_CLEANUP_S", 30.0),
+                               log_files=rc.log_files())
         executor.setup()
         if has_static_resources(self._trainable):
             self._check_static_resources(executor)

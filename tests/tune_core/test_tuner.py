@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
 import pytest
@@ -160,6 +161,38 @@ def test_a_trial_that_failed_before_reporting_still_has_its_config(tmp_path):
     assert results.num_errors == 2
     assert sorted(r.config["v"] for r in results) == [3, 4]
     assert all(r.metrics == {} for r in results)
+
+
+def printing(config):
+    print(f"out {config['i']}")
+    print(f"err {config['i']}", file=sys.stderr)
+    tune.report({"x": 1})
+    print("after the report")
+
+
+@pytest.mark.parametrize("log_to_file, files", [
+    (True, {"stdout": ["out {i}", "after the report"], "stderr": ["err {i}"]}),
+    ("output.log", {"output.log": ["out {i}", "err {i}", "after the report"]}),
+    (("o.txt", None), {"o.txt": ["out {i}", "after the report"]}),
+])
+def test_log_to_file_writes_what_trials_print(tmp_path, log_to_file, files):
+    results = tune.Tuner(printing, param_space={"i": tune.grid_search([1, 2])},
+                         run_config=quiet(tmp_path, log_to_file=log_to_file)).fit()
+    assert results.num_errors == 0
+    for r in results:
+        i = r.config["i"]
+        for name, lines in files.items():
+            with open(os.path.join(r.path, name)) as f:
+                assert f.read().splitlines() == [line.format(i=i) for line in lines]
+        for name in {"stdout", "stderr", "output.log", "o.txt"} - set(files):
+            assert not os.path.exists(os.path.join(r.path, name))
+
+
+@pytest.mark.parametrize("bad", ["", "/abs/out.log", ("a",), 3, ("a", 3), "../up.log"])
+def test_bad_log_to_file_is_named(bad):
+    with pytest.raises(ValueError) as err:
+        tune.RunConfig(log_to_file=bad)
+    assert "log_to_file" in str(err.value) and repr(bad) in str(err.value)
 
 
 def test_user_traceback_reaches_the_user(tmp_path, capsys):

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 import traceback
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, TextIO, Tuple
 
 from tune_core.execution.executor import TrialLaunch
 from tune_core.trainable import session as session_mod
@@ -68,12 +68,61 @@ def _user_traceback(exc: BaseException) -> str:
     return text
 
 
+class _Tee:
+    """A text stream that writes to the console stream and to a file."""
+
+    def __init__(self, console: TextIO, file: TextIO) -> None:
+        self._console, self._file = console, file
+
+    def write(self, text: str) -> int:
+        self._file.write(text)
+        return self._console.write(text)
+
+    def flush(self) -> None:
+        self._file.flush()
+        self._console.flush()
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ...
+        return getattr(self._console, name)
+
+
+class _Redirect:
+    """While a trial runs, what it prints also goes to files in its directory
+    (``RunConfig(log_to_file=...)``). One trial runs in a worker at a time, so the
+    process-wide ``sys.stdout``/``sys.stderr`` are the trial's."""
+
+    def __init__(self, workdir: str, stdout_file: Optional[str],
+                 stderr_file: Optional[str]) -> None:
+        self._saved = (sys.stdout, sys.stderr)
+        self._files: Dict[str, TextIO] = {}
+        for name in (stdout_file, stderr_file):
+            if name is not None and name not in self._files:
+                path = os.path.join(workdir, name)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                self._files[name] = open(path, "a", buffering=1)  # line-buffered
+        if stdout_file is not None:
+            sys.stdout = _Tee(sys.stdout, self._files[stdout_file])
+        if stderr_file is not None:
+            sys.stderr = _Tee(sys.stderr, self._files[stderr_file])
+
+    def close(self) -> None:
+        sys.stdout, sys.stderr = self._saved
+        for f in self._files.values():
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
 class TrialWorker:
     """The actor class body; the executor wraps it with ``ray.remote``."""
 
     def __init__(self, trainable: Any, reuse_object: bool = False,
-                 lookahead: int = DEFAULT_LOOKAHEAD) -> None:
+                 lookahead: int = DEFAULT_LOOKAHEAD,
+                 log_files: Tuple[Optional[str], Optional[str]] = (None, None)) -> None:
         self._trainable = trainable
+        self._log_files = log_files
+        self._redirect: Optional[_Redirect] = None
         self._is_class = inspect.isclass(trainable)
         self._reuse_object = reuse_object and self._is_class
         self._lookahead = lookahead
@@ -121,6 +170,8 @@ class TrialWorker:
         session_mod._set_session(sess)
         # Relative paths in user code land in the trial's working directory, as in Ray Tune.
         os.chdir(workdir)
+        if any(self._log_files):
+            self._redirect = _Redirect(workdir, *self._log_files)
         self._threads_before = set(threading.enumerate())
         target = self._run_class if self._is_class else self._run_function
         self._thread = threading.Thread(target=self._guard, args=(target, launch), daemon=True,
@@ -178,6 +229,9 @@ class TrialWorker:
                                  "traceback": _user_traceback(exc)}
         finally:
             self._cleanup()
+            if self._redirect is not None:
+                self._redirect.close()  # before the upload, so the files are complete
+                self._redirect = None
             self._sync_artifacts(sess)
             session_mod._set_session(None)
             try:

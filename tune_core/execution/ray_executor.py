@@ -80,8 +80,10 @@ class RayExecutor(Executor):
     def __init__(self, trainable: Any, *, reuse_actors: Optional[bool] = None,
                  stop_timeout: float = 30.0, function_stop_timeout: float = 2.0,
                  fetch_timeout: float = 2.0,
-                 lookahead: int = DEFAULT_LOOKAHEAD, experiment_name: str = "tune") -> None:
+                 lookahead: int = DEFAULT_LOOKAHEAD, experiment_name: str = "tune",
+                 log_files: Tuple[Optional[str], Optional[str]] = (None, None)) -> None:
         self._trainable = trainable
+        self._log_files = tuple(log_files)
         self._reuse_actors = reuse_actors
         self._stop_timeout = stop_timeout if inspect.isclass(trainable) else \
             min(stop_timeout, function_stop_timeout)
@@ -230,7 +232,7 @@ class RayExecutor(Executor):
             options["name"] = f"{trial_name}_{next(self._counter)}"
         options["namespace"] = "tune_core"
         actor = self._worker_cls.options(**options).remote(
-            self._trainable_ref, self._reuse_actors is True, self._lookahead)
+            self._trainable_ref, self._reuse_actors is True, self._lookahead, self._log_files)
         self._take(shape.required_resources, +1)
         return _Slot(actor, pg, shape)
 
