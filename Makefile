@@ -15,6 +15,11 @@ $(STAMP): pyproject.toml
 	# The CPU build of torch; any other torch requirement pulls gigabytes of CUDA packages.
 	$(PY) -m pip install --quiet "torch==2.13.0"
 	$(PY) -m pip install --quiet -e ".[dev]"
+	# ray[tune] installs a `tune` script too: if it won, install our entry point again, last.
+	grep -qs "tune_core.cli" $(VENV)/bin/tune || \
+		$(PY) -m pip install --quiet --no-deps --force-reinstall -e .
+	@grep -qs "tune_core.cli" $(VENV)/bin/tune || { echo "$(VENV)/bin/tune is not tune_core's;" \
+		"use: $(PY) -m tune_core" >&2; exit 1; }
 	touch $(STAMP)
 
 run: $(STAMP)

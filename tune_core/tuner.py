@@ -257,6 +257,17 @@ class Tuner:
         os.makedirs(local, exist_ok=True)
         return local
 
+    def _state_info(self, search_alg: Any, scheduler: Any) -> Dict[str, Any]:
+        """What experiment_state.json says about the experiment besides its trials."""
+        tc = self._tune_config
+        searcher = getattr(search_alg, "searcher", search_alg)
+        metric = tc.metric or getattr(searcher, "metric", None) or \
+            getattr(scheduler, "metric", None)
+        mode = tc.mode or getattr(searcher, "mode", None) or getattr(scheduler, "mode", None)
+        return {"metric": metric if isinstance(metric, (str, list)) else None,
+                "mode": mode if isinstance(mode, (str, list)) else None,
+                "param_space": self._param_space}
+
     def _strict_metrics(self, search_alg, scheduler, stopper) -> Dict[str, str]:
         """Metric names every trial must report, each with where it was configured."""
         from tune_core.schedulers.trial_scheduler import FIFOScheduler
@@ -361,7 +372,8 @@ class Tuner:
             trial_dirname_creator=tc.trial_dirname_creator,
             checkpoint_frequency=cc.checkpoint_frequency if inspect.isclass(self._trainable)
             else 0, checkpoint_at_end=at_end and inspect.isclass(self._trainable),
-            state_writer=ExperimentStateWriter(path))
+            state_writer=ExperimentStateWriter(path),
+            state_info=self._state_info(search_alg, scheduler))
         if restored_state is not None:
             controller.restore_state(
                 restored_state, resume_unfinished=self._restore["resume_unfinished"],

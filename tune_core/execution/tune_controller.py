@@ -89,6 +89,7 @@ class TuneController:
         syncer: Any = None,
         checkpoint_config: Any = None,
         sync_config: Any = None,
+        state_info: Optional[Dict[str, Any]] = None,
     ) -> None:
         self._executor = executor
         self._search_alg = search_alg
@@ -142,6 +143,9 @@ class TuneController:
         self._syncer = syncer
         self._checkpoint_config = checkpoint_config
         self._sync_config = sync_config
+        # Written into experiment_state.json as they are, for tools that read no pickle
+        # (the CLI): metric, mode, the search space rendered as text.
+        self._state_info = dict(state_info or {})
         self._obsolete_checkpoints: List[str] = []
         self._held_checkpoints: List[str] = []  # dropped, but still some trial's newest
 
@@ -243,6 +247,7 @@ class TuneController:
             "finished": self._search_finished and not self.interrupted and all(
                 t.is_finished() for t in self.trials),
             "interrupted": self.interrupted,
+            **self._state_info,
             "trials": trials,
         }
         pickled = cloudpickle.dumps({
