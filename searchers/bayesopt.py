@@ -66,8 +66,11 @@ class BayesOptSearch(OptunaSearch):
         verbose: kept for Ray Tune scripts; 0 logs nothing, 1 or more logs each duplicate
             suggestion that is skipped.
         patience: with ``skip_duplicate``, the search finishes after this many consecutive
-            suggestions repeated a configuration already tried (the GP has converged on a
-            discrete space).
+            suggestions repeated a configuration already tried: the GP has converged (on a
+            discrete space, or on a continuous one once its best point is pinned down, which
+            the sample-efficiency benchmark sees after 35-80 evaluations of Branin or
+            Hartmann-6). Raise it, or set ``skip_duplicate=False``, to use every trial of
+            ``num_samples`` anyway.
         skip_duplicate: suggestions repeating a configuration already suggested are
             discarded (recorded as failed for Optuna, which the GP ignores) and another is
             asked for.

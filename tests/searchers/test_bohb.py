@@ -97,28 +97,6 @@ def test_max_mode_ranks_high_values_good():
     assert statistics.median(near((0.8, 0.2))(c) for c in configs) < 0.25
 
 
-def test_beats_random_search_on_branin():
-    def branin(c):
-        b, cc, t = 5.1 / (4 * math.pi ** 2), 5 / math.pi, 1 / (8 * math.pi)
-        return (c["x2"] - b * c["x1"] ** 2 + cc * c["x1"] - 6) ** 2 + \
-            10 * (1 - t) * math.cos(c["x1"]) + 10
-
-    space = {"x1": tune.uniform(-5, 10), "x2": tune.uniform(0, 15)}
-    regrets = {}
-    for name, fraction in (("bohb", 1 / 3), ("random", 1.0)):
-        regrets[name] = []
-        for seed in range(5):
-            s = TuneBOHB(space, metric="loss", mode="min", seed=seed,
-                         bohb_config={"random_fraction": fraction})
-            best = math.inf
-            for i in range(80):
-                config = s.suggest(f"t{i}")
-                best = min(best, branin(config))
-                s.on_trial_complete(f"t{i}", {"loss": branin(config), "training_iteration": 1})
-            regrets[name].append(best - 0.397887)
-    assert statistics.median(regrets["bohb"]) < 0.5 * statistics.median(regrets["random"])
-
-
 # --- what it reads from results -----------------------------------------------------------------
 
 def test_paused_trials_do_not_count_against_max_concurrent():
