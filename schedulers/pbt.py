@@ -165,6 +165,13 @@ class PopulationBasedTraining(TrialScheduler):
     * A NaN metric ranks last.
     * The policy is kept in memory and in JSON lines (see ``log_config``).
 
+    A trap shared with Ray Tune: a function trainable that simply returns after its last
+    report is still RUNNING when that report is ranked, so it may donate its final
+    checkpoint; the trial restarted from it has nothing left to train and ends at once,
+    keeping the metrics it had before the exploit. Report ``done=True`` with the last
+    result (``tune.report({..., "done": i == last})``) or stop trials with
+    ``RunConfig(stop={"training_iteration": N})``: a trial that is done is never a donor.
+
     Args:
         time_attr: The result field that measures progress (monotonically increasing).
         metric: The metric to optimise; None takes TuneConfig's.
