@@ -288,3 +288,45 @@ def test_limiter_one_at_a_time_on_ray(tmp_path, ray_local):
     assert len(spans) == 4
     for (_, end), (start, _) in zip(spans, spans[1:]):
         assert end <= start  # no two trials overlapped
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_limiter_around_optuna_on_ray(tmp_path):
+    from searchers.optuna import OptunaSearch
+
+    from . import e2e
+
+    e2e.check_max_concurrent(ConcurrencyLimiter(OptunaSearch(seed=0), max_concurrent=2), 4,
+                             tmp_path / "limit")
+    (tmp_path / "restore").mkdir()
+    before, after, _ = e2e.check_restore_mid_run(
+        lambda: ConcurrencyLimiter(OptunaSearch(seed=0), max_concurrent=2), tmp_path / "restore")
+    assert len(after.searcher.study.trials) > len(before.searcher.study.trials)
+
+
+def _noisy(config):
+    # Each repeat of a config gets a different loss: the searcher must see their mean.
+    tune.report({"loss": config["x"] + 0.1 * config[TRIAL_INDEX]})
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_repeater_on_ray_tells_the_searcher_each_groups_mean(tmp_path):
+    import optuna
+
+    from searchers.optuna import OptunaSearch
+    from tune_core.experiment.experiment_state import load_experiment_state
+
+    results = tune.Tuner(
+        _noisy, param_space={"x": tune.uniform(0, 1)},
+        tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=6,
+                                    search_alg=Repeater(OptunaSearch(seed=0), repeat=3)),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="rep", verbose=0)).fit()
+    assert not results.errors and len(results) == 6
+    groups: Dict[float, List[int]] = {}
+    for r in results:
+        groups.setdefault(r.config["x"], []).append(r.config[TRIAL_INDEX])
+    assert sorted(sorted(g) for g in groups.values()) == [[0, 1, 2], [0, 1, 2]]
+    _, state = load_experiment_state(str(tmp_path / "rep"))
+    study = state["search_alg"].searcher.searcher.study
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(t.value for t in done) == pytest.approx(sorted(x + 0.1 for x in groups))
