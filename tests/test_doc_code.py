@@ -15,7 +15,9 @@ SNIPPETS = sorted(glob.glob(os.path.join(ROOT, "doc_code", "*.py")))
 
 @pytest.mark.parametrize("path", SNIPPETS, ids=os.path.basename)
 def test_snippet_runs(path, tmp_path, request):
-    env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+    # RAY_ADDRESS=local: a fresh Ray for each snippet, even if a cluster was started on
+    # this machine with `ray start` (a bare ray.init() would join that one).
+    env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_ADDRESS="local",
                TUNE_QUICKSTART_STORAGE=str(tmp_path), TUNE_QUICKSTART_EPOCHS="2",
                TUNE_QUICKSTART_SAMPLES="2", TUNE_DOC_STORAGE=str(tmp_path))
     if os.path.basename(path) == "storage.py":  # on the test S3 server

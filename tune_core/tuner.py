@@ -335,7 +335,13 @@ class Tuner:
             self._save_tuner(path)
         verbose = 1 if rc.verbose is None else int(rc.verbose)
         callbacks: List[Callback] = list(rc.callbacks or [])
-        callbacks += [JsonLoggerCallback(), CSVLoggerCallback()]
+        # The default loggers, except those of a type the user passed (Ray Tune's rule).
+        defaults: List[Any] = [JsonLoggerCallback, CSVLoggerCallback]
+        from tune_core.logger.tensorboardx import TBXLoggerCallback, tensorboardx_available
+        if tensorboardx_available():
+            defaults.append(TBXLoggerCallback)
+        callbacks += [cls() for cls in defaults
+                      if not any(isinstance(cb, cls) for cb in callbacks)]
         reporter = ProgressReporterCallback(verbose=verbose, reporter=rc.progress_reporter,
                                             metric=tc.metric, mode=tc.mode)
         callbacks.append(reporter)

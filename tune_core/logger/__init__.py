@@ -3,5 +3,6 @@
 from tune_core.logger.csv import CSVLoggerCallback
 from tune_core.logger.json import JsonLoggerCallback
 from tune_core.logger.logger import LoggerCallback
+from tune_core.logger.tensorboardx import TBXLoggerCallback
 
-__all__ = ["LoggerCallback", "JsonLoggerCallback", "CSVLoggerCallback"]
+__all__ = ["LoggerCallback", "JsonLoggerCallback", "CSVLoggerCallback", "TBXLoggerCallback"]

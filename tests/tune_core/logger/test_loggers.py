@@ -48,7 +48,7 @@ def read_csv(path):
 
 def test_public_names():
     assert sorted(logger_pkg.__all__) == sorted(
-        ["LoggerCallback", "JsonLoggerCallback", "CSVLoggerCallback"])
+        ["LoggerCallback", "JsonLoggerCallback", "CSVLoggerCallback", "TBXLoggerCallback"])
     for name in logger_pkg.__all__:
         assert getattr(logger_pkg, name).__doc__
 
