@@ -73,7 +73,12 @@ def main():
             "seed": 0,
         },
         tune_config=tune.TuneConfig(metric="val_loss", mode="min", num_samples=NUM_SAMPLES),
-        run_config=tune.RunConfig(storage_path=STORAGE),
+        run_config=tune.RunConfig(
+            storage_path=STORAGE,
+            # keep each trial's 2 best checkpoints by val_loss (and always its newest)
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=2, checkpoint_score_attribute="val_loss",
+                checkpoint_score_order="min")),
     )
     results = tuner.fit()
     best = results.get_best_result()
