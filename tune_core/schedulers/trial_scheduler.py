@@ -74,10 +74,13 @@ class TrialScheduler:
         on_trial_result(trial, result)           -> CONTINUE | PAUSE | STOP | NOOP
                                                  | RestartTrial(checkpoint, config)
                                                  | ChangeResources(resources)
-        on_trial_complete(trial, result)         the trial ended normally
+        on_trial_complete(trial, result)         the trial ended: by itself, ``done``, a
+                                                 stopper, or any scheduler decision
         on_trial_error(trial)                    the trial failed for good
-        on_trial_remove(trial)                   the trial was stopped by a decision
-                                                 other than this scheduler's
+
+    ``on_trial_remove(trial)`` is Ray Tune's hook for trials stopped by someone else; the
+    controller never calls it (those endings come to ``on_trial_complete``), so a
+    scheduler needs it only to forward calls of a wrapper that does.
 
     Optional hooks (no-ops by default)::
 
