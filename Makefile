@@ -30,6 +30,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 $(PY) release_tests/bookkeeping_overhead.py
+	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 $(PY) release_tests/result_throughput.py
+	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 $(PY) release_tests/startup.py
+	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 $(PY) release_tests/scale.py
+	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 $(PY) release_tests/vs_inprocess.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
