@@ -34,6 +34,7 @@ bench: $(STAMP)
 	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 $(PY) release_tests/startup.py
 	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 $(PY) release_tests/scale.py
 	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 $(PY) release_tests/vs_inprocess.py
+	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 $(PY) release_tests/multinode_storage.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
