@@ -233,6 +233,7 @@ class TuneController:
         import cloudpickle  # deferred: only experiments that save state need it
 
         self._callbacks.flush()
+        started = time.monotonic()
         trials = [trial_to_state(t, self._checkpoint_counters.get(t.trial_id))
                   for t in self.trials]
         counts: Dict[str, int] = {}
@@ -254,7 +255,7 @@ class TuneController:
             "trials": trials, "search_alg": self._search_alg, "scheduler": self._scheduler,
             "run_prefix": self._run_prefix, "next_index": self._next_index,
             "search_finished": self._search_finished})
-        self._state_writer.write(json_state, pickled)
+        self._state_writer.write(json_state, pickled, prepared_s=time.monotonic() - started)
         self._state_dirty = False
         self._release_obsolete_checkpoints()
 

@@ -151,7 +151,7 @@ class ExperimentStateWriter:
         on_written: called with the names of the files written (to upload them).
     """
 
-    def __init__(self, experiment_dir: str, *, budget: float = 0.05,
+    def __init__(self, experiment_dir: str, *, budget: float = 0.03,
                  min_interval_s: float = 0.5,
                  on_written: Optional[Callable[[List[str], List[str]], None]] = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -171,8 +171,11 @@ class ExperimentStateWriter:
         wait = max(self._min_interval, self._last_cost / self._budget)
         return self._clock() - self._last_write >= wait
 
-    def write(self, json_state: Dict[str, Any], pickled: bytes) -> None:
-        start = self._clock()
+    def write(self, json_state: Dict[str, Any], pickled: bytes,
+              prepared_s: float = 0.0) -> None:
+        """Write a new generation; ``prepared_s`` is what building the state took, counted
+        in the cost that spaces the writes (so the whole snapshot keeps to the budget)."""
+        start = self._clock() - prepared_s
         self.generation += 1
         gen = self.generation
         json_state = dict(json_state, generation=gen, format_version=FORMAT_VERSION,
@@ -180,7 +183,7 @@ class ExperimentStateWriter:
         os.makedirs(self.experiment_dir, exist_ok=True)
         pkl_name = f"{_PICKLE_PREFIX}{gen:06d}.pkl"
         _write_atomically(os.path.join(self.experiment_dir, pkl_name), pickled)
-        data = json.dumps(_json_safe(json_state), allow_nan=True).encode()
+        data = json.dumps(json_state, default=_default, allow_nan=True).encode()
         _write_atomically(os.path.join(self.experiment_dir, STATE_FILE), data)
         removed = []
         for name in os.listdir(self.experiment_dir):
