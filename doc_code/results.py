@@ -27,4 +27,6 @@ history = best.metrics_dataframe                        # every result of one tr
 print(df[["trial_id", "acc", "config/x"]])
 print(len(results), results.num_errors, results.num_terminated, results.experiment_path)
 assert best.config["x"] == 0.9 and len(history) == 5
-assert sorted(os.listdir(best.path)) == ["params.json", "progress.csv", "result.json"]
+files = sorted(os.listdir(best.path))  # the TensorBoard event file, then the others
+assert files[0].startswith("events.out.tfevents.")
+assert files[1:] == ["params.json", "progress.csv", "result.json"]
