@@ -2,7 +2,8 @@
 
 from tune_core.logger.csv import CSVLoggerCallback
 from tune_core.logger.json import JsonLoggerCallback
-from tune_core.logger.logger import LoggerCallback
+from tune_core.logger.logger import LoggerCallback, pretty_print
 from tune_core.logger.tensorboardx import TBXLoggerCallback
 
-__all__ = ["LoggerCallback", "JsonLoggerCallback", "CSVLoggerCallback", "TBXLoggerCallback"]
+__all__ = ["LoggerCallback", "JsonLoggerCallback", "CSVLoggerCallback", "TBXLoggerCallback",
+           "pretty_print"]

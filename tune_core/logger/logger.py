@@ -399,3 +399,22 @@ def _rewrite_atomically(path: str, transform: Callable[[List[str]], List[str]]) 
     with open(tmp, "w", encoding="utf-8", newline="") as f:
         f.writelines(line if line.endswith("\n") else line + "\n" for line in kept)
     os.replace(tmp, path)
+
+
+def pretty_print(result: Dict[str, Any], exclude: Optional[Set[str]] = None) -> str:
+    """A result as readable YAML-style text (Ray Tune's ``ray.tune.logger.pretty_print``).
+
+    The ``config`` and keys whose value is None are left out, as are the keys in
+    ``exclude``; values that are not plain data (NumPy numbers, sets, objects) are shown
+    as JSON would store them.
+
+    Example::
+
+        print(pretty_print({"loss": 0.1, "training_iteration": 3, "config": {...}}))
+    """
+    import yaml  # a dependency of Ray's
+
+    skip = {"config"} | set(exclude or ())
+    shown = {k: v for k, v in result.items() if k not in skip and v is not None}
+    plain = json.loads(_json_dumps(shown))
+    return yaml.safe_dump(plain, default_flow_style=False, sort_keys=True)

@@ -48,9 +48,19 @@ def read_csv(path):
 
 def test_public_names():
     assert sorted(logger_pkg.__all__) == sorted(
-        ["LoggerCallback", "JsonLoggerCallback", "CSVLoggerCallback", "TBXLoggerCallback"])
+        ["LoggerCallback", "JsonLoggerCallback", "CSVLoggerCallback", "TBXLoggerCallback",
+         "pretty_print"])
     for name in logger_pkg.__all__:
         assert getattr(logger_pkg, name).__doc__
+
+
+def test_pretty_print_shows_the_result_without_its_config():
+    import numpy as np
+
+    text = logger_pkg.pretty_print({"loss": np.float32(0.5), "training_iteration": 3,
+                                    "config": {"lr": 0.1}, "nested": {"a": 1},
+                                    "gone": None, "pid": 7}, exclude={"pid"})
+    assert text == "loss: 0.5\nnested:\n  a: 1\ntraining_iteration: 3\n"
 
 
 # --- flatten_dict --------------------------------------------------------------------------------
