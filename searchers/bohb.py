@@ -52,7 +52,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from tune_core.search.searcher import Searcher
 
 from searchers.optuna import (
-    _contains_domain, _get, _import_optuna, _Param, _set, convert_search_space)
+    _contains_domain, _import_optuna, _Param, _set, convert_search_space, point_to_params)
 
 __all__ = ["TuneBOHB"]
 
@@ -220,19 +220,8 @@ class TuneBOHB(Searcher):
         return dict(trial.params)
 
     def _point_params(self, point: Dict[str, Any]) -> Dict[str, Any]:
-        out: Dict[str, Any] = {}
-        for p in self._params or []:
-            found, value = _get(point, p.path)
-            if not found:
-                continue
-            try:
-                out[p.name] = raw = p.to_optuna(value)
-                if not p.dist._contains(p.dist.to_internal_repr(raw)):
-                    raise ValueError(f"{value!r} is outside {p.dist!r}")
-            except ValueError as e:
-                raise ValueError(f"TuneBOHB(points_to_evaluate=...): value for "
-                                 f"{p.name!r}: {e}") from None
-        return out
+        return point_to_params(self._params or [], point,
+                               "TuneBOHB(points_to_evaluate=...): value for")
 
     # -- observations ----------------------------------------------------------------
     def on_trial_result(self, trial_id: str, result: Dict[str, Any]) -> None:

@@ -229,6 +229,27 @@ def convert_search_space(space: Dict[str, Any]) -> List[_Param]:
     return params
 
 
+def point_to_params(params: List[_Param], point: Dict[str, Any],
+                    where: str) -> Dict[str, Any]:
+    """The Optuna values of a (full or partial) tune config, checked against the space.
+
+    Raises:
+        ValueError: ``"{where} 'name': why"`` for a value outside its parameter's domain.
+    """
+    out: Dict[str, Any] = {}
+    for p in params:
+        found, value = _get(point, p.path)
+        if not found:
+            continue
+        try:
+            out[p.name] = raw = p.to_optuna(value)
+            if not p.dist._contains(p.dist.to_internal_repr(raw)):
+                raise ValueError(f"{value!r} is outside {p.dist!r}")
+        except ValueError as e:
+            raise ValueError(f"{where} {p.name!r}: {e}") from None
+    return out
+
+
 def _unflatten(flat: Dict[str, Any]) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     for name, value in flat.items():
@@ -430,18 +451,7 @@ class OptunaSearch(Searcher):
     def _point_to_params(self, point: Dict[str, Any]) -> Dict[str, Any]:
         if self._space_kind != "tune":
             return _flatten(point)
-        out: Dict[str, Any] = {}
-        for p in self._space:
-            found, value = _get(point, p.path)
-            if not found:
-                continue
-            try:
-                out[p.name] = raw = p.to_optuna(value)
-                if not p.dist._contains(p.dist.to_internal_repr(raw)):
-                    raise ValueError(f"{value!r} is outside {p.dist!r}")
-            except ValueError as e:
-                raise ValueError(f"OptunaSearch: point value for {p.name!r}: {e}") from None
-        return out
+        return point_to_params(self._space, point, "OptunaSearch: point value for")
 
     # -- the Searcher interface --------------------------------------------------------
     def suggest(self, trial_id: str) -> Optional[Dict[str, Any]]:
