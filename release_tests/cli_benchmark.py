@@ -40,10 +40,11 @@ TARGET_S = 1.0
 def synthesise(path: str, num_trials: int, *, trial_dirs: bool = True, seed: int = 0) -> int:
     """Writes an experiment with ``num_trials`` finished trials into ``path``.
 
-    Returns the size of ``experiment_state.json`` in bytes.
+    Returns the size of the JSON state (``experiment_state.json`` and its finished
+    trials' file) in bytes.
     """
     from tune_core.experiment.experiment_state import (
-        STATE_FILE, ExperimentStateWriter, trial_to_state)
+        STATE_FILE, ExperimentStateWriter, encode_finished, trial_to_state)
     from tune_core.experiment.trial import Trial, TrialStatus
 
     rng = random.Random(seed)
@@ -112,11 +113,14 @@ def synthesise(path: str, num_trials: int, *, trial_dirs: bool = True, seed: int
         "experiment_name": os.path.basename(path), "trainable_name": "train",
         "search_alg": "BasicVariantGenerator", "scheduler": "FIFOScheduler",
         "status_counts": counts, "finished": True, "interrupted": False,
-        "trials": [trial_to_state(t) for t in trials],
+        "trials": [],
     }
-    # The CLI never reads the pickle; an empty one keeps the pair consistent.
-    ExperimentStateWriter(path).write(json_state, b"")
-    return os.path.getsize(os.path.join(path, STATE_FILE))
+    # As the engine writes them: finished trials in the append-only files, once. The CLI
+    # never reads the pickles; an empty state pickle keeps the pair consistent.
+    finished = [encode_finished(dict(trial_to_state(t), order=i)) for i, t in enumerate(trials)]
+    ExperimentStateWriter(path).write(json_state, b"", finished=finished)
+    return sum(os.path.getsize(os.path.join(path, n)) for n in os.listdir(path)
+               if n == STATE_FILE or n.endswith(".jsonl"))
 
 
 def _children_cpu() -> float:
@@ -169,7 +173,7 @@ def main() -> None:
         size = synthesise(path, args.num_trials, trial_dirs=not args.no_trial_dirs)
         synth_s = time.perf_counter() - start
         print(f"Synthesised {args.num_trials} trials in {synth_s:.1f} s "
-              f"(experiment_state.json: {size / 1e6:.1f} MB) at {path}")
+              f"(JSON state: {size / 1e6:.1f} MB) at {path}")
         module = [sys.executable, "-m", "tune_core"]
         script = os.path.join(os.path.dirname(sys.executable), "tune")
         commands = {

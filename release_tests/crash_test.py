@@ -303,8 +303,9 @@ def run_round(args, rng: random.Random, index: int, kill: bool) -> Dict[str, Any
 
 def verify(path: str, trials: int, iterations: int) -> Dict[str, Any]:
     """What was lost, read from the experiment's files (no Ray needed)."""
-    with open(os.path.join(path, STATE_FILE)) as f:
-        state = json.load(f)
+    from tune_core.experiment.experiment_state import read_experiment_json
+
+    state = read_experiment_json(path)
     lrs = learning_rates(trials)
     wanted = list(range(1, iterations + 1))
     report: Dict[str, Any] = {

@@ -190,7 +190,8 @@ def _without_metric_analysis(text: str) -> Tuple[str, int]:
     return "".join(parts), len(parts) - 1
 
 
-def _parse_state(loc: _Location, data: bytes) -> Dict[str, Any]:
+def _parse_state(loc: _Location, data: bytes, finished: bool = True,
+                 what: str = STATE_FILE) -> Dict[str, Any]:
     try:
         text = data.decode("utf-8")
         state = None
@@ -207,12 +208,35 @@ def _parse_state(loc: _Location, data: bytes) -> Dict[str, Any]:
         if state is None:
             state = json.loads(text)
     except ValueError as e:
-        raise CLIError(f"{loc.shown}: {STATE_FILE} is not valid JSON ({_first_line(e)}); "
+        raise CLIError(f"{loc.shown}: {what} is not valid JSON ({_first_line(e)}); "
                        "the experiment state may be damaged")
     if not isinstance(state, dict) or not isinstance(state.get("trials"), list):
         raise CLIError(f"{loc.shown}: {STATE_FILE} holds no list of trials; expected the "
                        "experiment state tune_core writes")
+    if finished and state.get("finished_trials"):
+        from tune_core.experiment.experiment_state import merge_finished
+
+        state["trials"] = merge_finished(state["trials"], _read_finished(loc, state))
     return state
+
+
+def _read_finished(loc: _Location, state: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The finished trials, from the file the state names (the prefix it says is its)."""
+    from tune_core.experiment.experiment_state import finished_files
+
+    try:
+        name, size = finished_files(state)[0]
+    except (KeyError, TypeError, ValueError):
+        raise CLIError(f"{loc.shown}: {STATE_FILE} names its finished trials' file "
+                       "unreadably; the experiment state may be damaged")
+    data = loc.read(name)
+    if data is None or len(data) < size:
+        raise CLIError(f"{loc.shown}: {name} is missing or shorter than {STATE_FILE} says "
+                       f"({size} bytes); the experiment state may be damaged")
+    lines = [line for line in data[:size].splitlines() if line.strip()]
+    # The same parsing as the state's own trials (metric_analysis cut out first).
+    text = b'{"trials": [' + b",".join(lines) + b"]}"
+    return _parse_state(loc, text, finished=False, what=name)["trials"]
 
 
 def read_experiment(path: str) -> Tuple[_Location, Dict[str, Any]]:

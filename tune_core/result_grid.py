@@ -45,7 +45,8 @@ class ResultGrid:
 
         from tune_core import storage
         from tune_core.experiment.checkpoint_manager import CheckpointManager
-        from tune_core.experiment.experiment_state import STATE_FILE, trial_from_state
+        from tune_core.experiment.experiment_state import (
+            STATE_FILE, read_json_state, trial_from_state)
 
         fs, path = storage.resolve(experiment_path, storage_filesystem,
                                    owner="ResultGrid.from_path", name="experiment_path")
@@ -58,7 +59,13 @@ class ResultGrid:
             raise FileNotFoundError(
                 f"ResultGrid.from_path({shown!r}): no experiment there ({STATE_FILE} "
                 "is missing); pass the directory of one experiment") from None
-        state = json.loads(data)
+        def read(name: str):
+            try:
+                return storage.read_bytes(fs, join(path, name))
+            except FileNotFoundError:
+                return None
+
+        state = read_json_state(read, data)
         cfs = None if local else fs
         trials = [trial_from_state(t, path, None, cfs, CheckpointManager())[0]
                   for t in state["trials"]]

@@ -327,73 +327,82 @@ class Tuner:
                                stop_timeout=_env_seconds("TUNE_FORCE_TRIAL_CLEANUP_S", 30.0),
                                log_files=rc.log_files())
         executor.setup()
-        if has_static_resources(self._trainable):
-            self._check_static_resources(executor)
-        if ctx.is_local and len(executor.largest_node_resources()) > 1:
-            self._check_shared_storage(executor, path)
-        if self._restore is None:
-            self._save_tuner(path)
-        verbose = 1 if rc.verbose is None else int(rc.verbose)
-        callbacks: List[Callback] = list(rc.callbacks or [])
-        # The default loggers, except those of a type the user passed (Ray Tune's rule).
-        defaults: List[Any] = [JsonLoggerCallback, CSVLoggerCallback]
-        from tune_core.logger.tensorboardx import TBXLoggerCallback, tensorboardx_available
-        if tensorboardx_available():
-            defaults.append(TBXLoggerCallback)
-        callbacks += [cls() for cls in defaults
-                      if not any(isinstance(cb, cls) for cb in callbacks)]
-        reporter = ProgressReporterCallback(verbose=verbose, reporter=rc.progress_reporter,
-                                            metric=tc.metric, mode=tc.mode)
-        callbacks.append(reporter)
-        cc = rc.checkpoint_config
-        is_class = inspect.isclass(self._trainable)
-        saves = is_class and self._trainable.save_checkpoint is not Trainable.save_checkpoint
-        if is_class and not saves and (cc.checkpoint_at_end or cc.checkpoint_frequency):
-            raise ValueError(f"CheckpointConfig asks for checkpoints (checkpoint_at_end="
-                             f"{cc.checkpoint_at_end!r}, checkpoint_frequency="
-                             f"{cc.checkpoint_frequency!r}) but {trainable_name} does not "
-                             "implement save_checkpoint(checkpoint_dir)")
-        # By default a class trainable saves at the end when it knows how to save.
-        at_end = bool(cc.checkpoint_at_end) if cc.checkpoint_at_end is not None else saves
-        if not inspect.isclass(self._trainable) and (cc.checkpoint_frequency or
-                                                     cc.checkpoint_at_end):
-            raise ValueError("CheckpointConfig(checkpoint_frequency=..., checkpoint_at_end=...) "
-                             "only apply to class trainables; a function trainable saves "
-                             "checkpoints with tune.report(metrics, checkpoint=...)")
-        controller = TuneController(
-            executor=executor, search_alg=search_alg, scheduler=scheduler, stopper=stopper,
-            callbacks=callbacks,
-            resources_fn=lambda config: resolve_resources(self._trainable, config),
-            trainable_name=trainable_name, experiment_name=name,
-            experiment_path=ctx.experiment_fs_path, local_experiment_path=path, storage=ctx,
-            syncer=ExperimentSyncer(ctx, sync_period=rc.sync_config.sync_period,
-                                    sync_timeout=rc.sync_config.sync_timeout,
-                                    warn=lambda text: sys.stderr.write(f"tune_core: {text}\n")),
-            checkpoint_config=cc, sync_config=rc.sync_config,
-            strict_metrics=self._strict_metrics(search_alg, scheduler, stopper),
-            max_concurrent_trials=tc.max_concurrent_trials,
-            max_failures=rc.failure_config.max_failures,
-            fail_fast=rc.failure_config.fail_fast,
-            trial_name_creator=tc.trial_name_creator,
-            trial_dirname_creator=tc.trial_dirname_creator,
-            checkpoint_frequency=cc.checkpoint_frequency if inspect.isclass(self._trainable)
-            else 0, checkpoint_at_end=at_end and inspect.isclass(self._trainable),
-            state_writer=ExperimentStateWriter(path),
-            state_info=self._state_info(search_alg, scheduler))
-        if restored_state is not None:
-            controller.restore_state(
-                restored_state, resume_unfinished=self._restore["resume_unfinished"],
-                resume_errored=self._restore["resume_errored"],
-                restart_errored=self._restore["restart_errored"])
-        for cb in callbacks:
-            cb.setup(stop=rc.stop, num_samples=tc.num_samples,
-                     total_num_samples=search_alg.total_samples, experiment_name=name,
-                     experiment_path=shown_path, time_budget_s=tc.time_budget_s,
-                     total_resources=executor.total_resources(),
-                     search_alg_name=type(getattr(search_alg, "searcher", search_alg)).__name__,
-                     scheduler_name=type(scheduler).__name__)
-        with _graceful_sigint(controller):
-            trials = controller.run()
+        # Nothing may leave a worker behind: the prestarted one holds resources until
+        # the executor shuts down (controller.run does that once it runs).
+        try:
+            if has_static_resources(self._trainable):
+                self._check_static_resources(executor)
+                # The first trial's worker starts while the rest of the setup runs.
+                executor.prestart(resolve_resources(self._trainable, {}))
+            if ctx.is_local and len(executor.largest_node_resources()) > 1:
+                self._check_shared_storage(executor, path)
+            if self._restore is None:
+                self._save_tuner(path)
+            verbose = 1 if rc.verbose is None else int(rc.verbose)
+            callbacks: List[Callback] = list(rc.callbacks or [])
+            # The default loggers, except those of a type the user passed (Ray Tune's rule).
+            defaults: List[Any] = [JsonLoggerCallback, CSVLoggerCallback]
+            from tune_core.logger.tensorboardx import TBXLoggerCallback, tensorboardx_available
+            if tensorboardx_available():
+                defaults.append(TBXLoggerCallback)
+            callbacks += [cls() for cls in defaults
+                          if not any(isinstance(cb, cls) for cb in callbacks)]
+            reporter = ProgressReporterCallback(verbose=verbose, reporter=rc.progress_reporter,
+                                                metric=tc.metric, mode=tc.mode)
+            callbacks.append(reporter)
+            cc = rc.checkpoint_config
+            is_class = inspect.isclass(self._trainable)
+            saves = is_class and self._trainable.save_checkpoint is not Trainable.save_checkpoint
+            if is_class and not saves and (cc.checkpoint_at_end or cc.checkpoint_frequency):
+                raise ValueError(f"CheckpointConfig asks for checkpoints (checkpoint_at_end="
+                                 f"{cc.checkpoint_at_end!r}, checkpoint_frequency="
+                                 f"{cc.checkpoint_frequency!r}) but {trainable_name} does not "
+                                 "implement save_checkpoint(checkpoint_dir)")
+            # By default a class trainable saves at the end when it knows how to save.
+            at_end = bool(cc.checkpoint_at_end) if cc.checkpoint_at_end is not None else saves
+            if not inspect.isclass(self._trainable) and (cc.checkpoint_frequency or
+                                                         cc.checkpoint_at_end):
+                raise ValueError("CheckpointConfig(checkpoint_frequency=..., "
+                                 "checkpoint_at_end=...) only apply to class trainables; a "
+                                 "function trainable saves checkpoints with "
+                                 "tune.report(metrics, checkpoint=...)")
+            controller = TuneController(
+                executor=executor, search_alg=search_alg, scheduler=scheduler, stopper=stopper,
+                callbacks=callbacks,
+                resources_fn=lambda config: resolve_resources(self._trainable, config),
+                trainable_name=trainable_name, experiment_name=name,
+                experiment_path=ctx.experiment_fs_path, local_experiment_path=path, storage=ctx,
+                syncer=ExperimentSyncer(ctx, sync_period=rc.sync_config.sync_period,
+                                        sync_timeout=rc.sync_config.sync_timeout,
+                                        warn=lambda text: sys.stderr.write(f"tune_core: {text}\n")),
+                checkpoint_config=cc, sync_config=rc.sync_config,
+                strict_metrics=self._strict_metrics(search_alg, scheduler, stopper),
+                max_concurrent_trials=tc.max_concurrent_trials,
+                max_failures=rc.failure_config.max_failures,
+                fail_fast=rc.failure_config.fail_fast,
+                trial_name_creator=tc.trial_name_creator,
+                trial_dirname_creator=tc.trial_dirname_creator,
+                checkpoint_frequency=cc.checkpoint_frequency if inspect.isclass(self._trainable)
+                else 0, checkpoint_at_end=at_end and inspect.isclass(self._trainable),
+                state_writer=ExperimentStateWriter(path),
+                state_info=self._state_info(search_alg, scheduler))
+            if restored_state is not None:
+                controller.restore_state(
+                    restored_state, resume_unfinished=self._restore["resume_unfinished"],
+                    resume_errored=self._restore["resume_errored"],
+                    restart_errored=self._restore["restart_errored"])
+            for cb in callbacks:
+                cb.setup(stop=rc.stop, num_samples=tc.num_samples,
+                         total_num_samples=search_alg.total_samples, experiment_name=name,
+                         experiment_path=shown_path, time_budget_s=tc.time_budget_s,
+                         total_resources=executor.total_resources(),
+                         search_alg_name=type(getattr(search_alg, "searcher", search_alg)).__name__,
+                         scheduler_name=type(scheduler).__name__)
+            with _graceful_sigint(controller):
+                trials = controller.run()
+        except BaseException:
+            executor.shutdown()
+            raise
         if controller.interrupted and verbose:
             sys.stderr.write(f"Experiment interrupted; its state is saved. Continue it with "
                              f"tune.Tuner.restore({shown_path!r}, trainable).fit()\n")

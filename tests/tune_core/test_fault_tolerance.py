@@ -31,7 +31,7 @@ import uuid
 import pytest
 
 import tune_core as tune
-from tune_core.experiment.experiment_state import STATE_FILE
+from tune_core.experiment.experiment_state import STATE_FILE, read_experiment_json
 
 from . import _checkpoint_crash_experiment as ckpt_crash
 
@@ -115,8 +115,7 @@ def progress_iterations(trial_path):
 
 
 def experiment_state(path):
-    with open(os.path.join(path, STATE_FILE)) as f:
-        return json.load(f)
+    return read_experiment_json(path)
 
 
 def failures_in_error_file(trial_path):

@@ -14,7 +14,7 @@ import pytest
 
 import tune_core as tune
 from tune_core import storage
-from tune_core.experiment.experiment_state import STATE_FILE
+from tune_core.experiment.experiment_state import STATE_FILE, read_experiment_json
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -80,7 +80,7 @@ def test_function_trainable_checkpoints_logs_and_artifacts_land_on_s3(s3_bucket)
     assert tune.Tuner.can_restore(results.experiment_path)
     fs = s3_bucket.fs
     experiment = s3_bucket.path("exps/fn")
-    state = json.loads(read_text(fs, posixpath.join(experiment, STATE_FILE)))
+    state = read_experiment_json(experiment, fs)
     assert [t["status"] for t in state["trials"]] == ["TERMINATED", "TERMINATED"]
     dirs = trial_dirs(fs, experiment)
     assert len(dirs) == 2
@@ -221,7 +221,7 @@ def test_experiment_survives_an_s3_outage(s3_server, s3_bucket):
         assert len(checkpoints(fs, trial_dir)) == 8
         assert all(storage.is_complete_checkpoint(fs, posixpath.join(trial_dir, n))
                    for n in checkpoints(fs, trial_dir))
-    state = json.loads(read_text(fs, posixpath.join(experiment, STATE_FILE)))
+    state = read_experiment_json(experiment, fs)
     assert state["status_counts"] == {"TERMINATED": 2}
 
 
@@ -282,7 +282,7 @@ def test_a_final_upload_that_fails_is_reported_and_the_files_are_kept(s3_server,
     assert "could not be written to s3://***@" in err
     kept = err.split("They are kept in ")[1].split(";")[0]
     assert os.path.exists(os.path.join(kept, STATE_FILE))
-    state = json.loads(open(os.path.join(kept, STATE_FILE)).read())
+    state = read_experiment_json(kept)
     assert state["status_counts"] == {"TERMINATED": 1}
 
 
@@ -372,5 +372,5 @@ def test_restore_from_s3_after_the_driver_is_killed(s3_bucket, machine):
     assert len(dirs) == crash.NUM_SAMPLES
     for trial_dir in dirs:
         assert iterations(fs, trial_dir) == list(range(1, crash.EPOCHS + 1))
-    state = json.loads(read_text(fs, posixpath.join(experiment, STATE_FILE)))
+    state = read_experiment_json(experiment, fs)
     assert state["status_counts"] == {"TERMINATED": crash.NUM_SAMPLES}

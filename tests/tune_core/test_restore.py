@@ -12,7 +12,7 @@ import time
 import pytest
 
 import tune_core as tune
-from tune_core.experiment.experiment_state import STATE_FILE
+from tune_core.experiment.experiment_state import STATE_FILE, read_experiment_json
 
 from . import _crash_experiment as crash
 
@@ -157,8 +157,7 @@ def test_ctrl_c_stops_gracefully_and_the_experiment_restores(tmp_path):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    with open(os.path.join(path, STATE_FILE)) as f:
-        state = json.load(f)
+    state = read_experiment_json(path)
     assert state["interrupted"] and not state["finished"]
     unfinished = [t for t in state["trials"] if t["status"] != "TERMINATED"]
     assert unfinished and all(t["status"] in ("PAUSED", "PENDING") for t in unfinished)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set
@@ -27,7 +28,7 @@ from tune_core.execution.executor import (
 from tune_core.execution.placement_groups import PlacementGroupFactory, can_ever_fit
 from tune_core.experiment.checkpoint_manager import CheckpointManager
 from tune_core.experiment.experiment_state import (
-    ExperimentStateWriter, trial_from_state, trial_to_state)
+    ExperimentStateWriter, encode_finished, trial_from_state, trial_to_state)
 from tune_core.experiment.trial import Trial, TrialStatus, new_run_prefix, new_trial_id
 from tune_core.schedulers.trial_scheduler import (
     ChangeResources, FIFOScheduler, RestartTrial, SchedulerDecision, TrialScheduler)
@@ -97,6 +98,7 @@ class TuneController:
         self._stopper = stopper
         self._callbacks = CallbackList(list(callbacks))
         self._resources_fn = resources_fn
+        self._pgfs: Dict[PlacementGroupFactory, PlacementGroupFactory] = {}
         self._trainable_name = trainable_name
         self._experiment_name = experiment_name
         self._experiment_path = experiment_path
@@ -234,11 +236,19 @@ class TuneController:
 
         self._callbacks.flush()
         started = time.monotonic()
-        trials = [trial_to_state(t, self._checkpoint_counters.get(t.trial_id))
-                  for t in self.trials]
+        live, new_finished, ended = [], [], []
         counts: Dict[str, int] = {}
-        for t in self.trials:
+        for order, t in enumerate(self.trials):
             counts[t.status.value] = counts.get(t.status.value, 0) + 1
+            if t.is_finished() and t.state_saved:
+                continue  # in the finished-trial files already
+            state = trial_to_state(t, self._checkpoint_counters.get(t.trial_id))
+            state["order"] = order
+            if t.is_finished():
+                new_finished.append(encode_finished(state))
+                ended.append(t)
+            else:
+                live.append(state)
         json_state = {
             "experiment_name": self._experiment_name,
             "trainable_name": self._trainable_name,
@@ -249,13 +259,16 @@ class TuneController:
                 t.is_finished() for t in self.trials),
             "interrupted": self.interrupted,
             **self._state_info,
-            "trials": trials,
+            "trials": live,
         }
         pickled = cloudpickle.dumps({
-            "trials": trials, "search_alg": self._search_alg, "scheduler": self._scheduler,
+            "trials": live, "search_alg": self._search_alg, "scheduler": self._scheduler,
             "run_prefix": self._run_prefix, "next_index": self._next_index,
             "search_finished": self._search_finished})
-        self._state_writer.write(json_state, pickled, prepared_s=time.monotonic() - started)
+        self._state_writer.write(json_state, pickled, prepared_s=time.monotonic() - started,
+                                 finished=new_finished)
+        for t in ended:
+            t.state_saved = True
         self._state_dirty = False
         self._release_obsolete_checkpoints()
 
@@ -373,7 +386,6 @@ class TuneController:
                       evaluated_params=dict(suggestion.evaluated_params),
                       experiment_path=self._experiment_path,
                       local_experiment_path=self._local_experiment_path)
-        trial.checkpoint_manager = self._new_manager()
         self.trials.append(trial)
         self._by_id[trial_id] = trial
         try:
@@ -382,7 +394,9 @@ class TuneController:
             dirname = (self._trial_dirname_creator(trial) if self._trial_dirname_creator
                        else _default_dirname(trial))
             trial.dirname = _UNSAFE.sub("_", str(dirname))[:255] or trial.trial_id
-            trial.placement_group_factory = self._resources_fn(trial.config)
+            pgf = self._resources_fn(trial.config)
+            # One object per distinct request, not one per trial.
+            trial.placement_group_factory = self._pgfs.setdefault(pgf, pgf)
             self._check_fits(trial)
         except Exception as exc:  # a bad creator or resource request fails this trial only
             if not trial.dirname:
@@ -453,7 +467,7 @@ class TuneController:
             return
         if isinstance(event, TrialStarted):
             if trial.trial_id in self._active and trial.status != TrialStatus.TERMINATED:
-                trial.node_ip = event.node_ip
+                trial.node_ip = sys.intern(event.node_ip) if event.node_ip else event.node_ip
                 trial.set_status(TrialStatus.RUNNING)
                 self._callbacks.on_trial_start(iteration=self.iteration, trials=self.trials,
                                                trial=trial)
@@ -595,6 +609,8 @@ class TuneController:
 
     def _record_checkpoint(self, trial: Trial, path: str, result: Dict[str, Any]) -> None:
         trial.checkpoint = Checkpoint(path, filesystem=self._checkpoint_fs)
+        if trial.checkpoint_manager is None:  # made at the first checkpoint
+            trial.checkpoint_manager = self._new_manager()
         self._obsolete_checkpoints += trial.checkpoint_manager.register(path, result)
         index = int(path.rstrip("/").rsplit("_", 1)[-1]) if path[-6:].isdigit() else 0
         self._state_dirty = True

@@ -11,28 +11,42 @@ Two files in the experiment directory, each replaced atomically:
   written before the JSON that points at it, and the previous one is deleted
   only afterwards, so a crash at any moment leaves a consistent pair.
 
+Finished trials do not change any more, so they are written once, not in every
+snapshot: each is appended to ``experiment_state-finished-<epoch>.jsonl`` (one JSON
+object per line) and ``experiment_state-finished-<epoch>.pkl`` (one pickle after
+another) when the first snapshot after its end is taken, and the two files above hold
+only the unfinished trials. The JSON records how many bytes of each file belong to
+its generation; a reader takes that prefix (anything after it was appended for a
+snapshot that never completed). A snapshot then costs what changed, not what the
+experiment has done so far. Use :func:`load_experiment_state` or
+:func:`read_json_state` to read the whole state; trials come back in creation order.
+
 A third file, ``tuner.pkl``, is written once at the start: the search space and
 the configs (``Tuner.restore`` rebuilds the ``Tuner`` from it).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from tune_core.checkpoint import Checkpoint
 from tune_core.execution.placement_groups import PlacementGroupFactory
 from tune_core.experiment.trial import Trial, TrialStatus
 
-__all__ = ["ExperimentStateWriter", "load_experiment_state", "trial_to_state",
-           "trial_from_state", "STATE_FILE", "TUNER_FILE"]
+__all__ = ["ExperimentStateWriter", "load_experiment_state", "read_json_state",
+           "read_experiment_json",
+           "merge_finished", "trial_to_state", "trial_from_state", "STATE_FILE",
+           "TUNER_FILE"]
 
 STATE_FILE = "experiment_state.json"
 TUNER_FILE = "tuner.pkl"
 _PICKLE_PREFIX = "experiment_state-"
-FORMAT_VERSION = 1
+_FINISHED_PREFIX = "experiment_state-finished-"
+FORMAT_VERSION = 2  # 2: finished trials in their own append-only files
 
 
 def _json_safe(value: Any) -> Any:
@@ -73,7 +87,7 @@ def trial_to_state(trial: Trial, counters: Optional[Dict[str, float]] = None) ->
         "resources": {"bundles": trial.placement_group_factory.bundles,
                       "strategy": trial.placement_group_factory.strategy},
         "last_result": trial.last_result,
-        "metric_analysis": trial.metric_analysis,
+        "metric_analysis": trial.metric_analysis.to_dict(),
         "num_results": trial.num_results,
         "num_failures": trial.num_failures,
         "error_msg": trial.error_msg,
@@ -128,6 +142,60 @@ def trial_from_state(state: Dict[str, Any], experiment_path: str,
     return trial, dict(state.get("checkpoint_counters") or {})
 
 
+def encode_finished(state: Dict[str, Any]) -> Tuple[bytes, bytes]:
+    """A finished trial's state as its line of the JSON file and its pickle."""
+    import cloudpickle
+
+    line = json.dumps(state, default=_default, allow_nan=True).encode() + b"\n"
+    return line, cloudpickle.dumps(state)
+
+
+def finished_files(json_state: Dict[str, Any]) -> List[Tuple[str, int]]:
+    """The finished-trial files ``json_state`` refers to, each with the bytes it uses."""
+    info = json_state.get("finished_trials")
+    if not info:
+        return []
+    return [(info["json_file"], int(info["json_bytes"])),
+            (info["pickle_file"], int(info["pickle_bytes"]))]
+
+
+def merge_finished(live: List[Dict[str, Any]], finished: List[Dict[str, Any]]
+                   ) -> List[Dict[str, Any]]:
+    """All trials in creation order; a trial that is in both (it ran again after it had
+    ended) is taken from ``live``, and a later line beats an earlier one."""
+    by_id: Dict[Any, Dict[str, Any]] = {}
+    for state in finished:
+        by_id[state.get("trial_id", id(state))] = state
+    for state in live:
+        by_id[state.get("trial_id", id(state))] = state
+    trials = list(by_id.values())
+    if any("order" in t for t in trials):
+        trials.sort(key=lambda t: t.get("order", -1))
+    return trials
+
+
+def read_json_state(read: Callable[[str], Optional[bytes]], data: Optional[bytes] = None
+                    ) -> Dict[str, Any]:
+    """The JSON state with every trial, finished ones included, given ``read(name)``
+    (a file of the experiment directory, or None if missing) and optionally the
+    bytes of ``experiment_state.json`` already read."""
+    if data is None:
+        data = read(STATE_FILE)
+        if data is None:
+            raise FileNotFoundError(STATE_FILE)
+    state = json.loads(data)
+    files = finished_files(state)
+    if files:
+        name, size = files[0]
+        raw = read(name)
+        if raw is None or len(raw) < size:
+            raise ValueError(f"{name} is missing or shorter than {STATE_FILE} says "
+                             f"({size} bytes)")
+        finished = [json.loads(line) for line in raw[:size].splitlines() if line.strip()]
+        state["trials"] = merge_finished(state.get("trials") or [], finished)
+    return state
+
+
 def _write_atomically(path: str, data: bytes) -> None:
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "wb") as f:
@@ -162,32 +230,59 @@ class ExperimentStateWriter:
         self._clock = clock
         self._last_write = -float("inf")
         self._last_cost = 0.0
-        self.generation = 0
+        # Numbering continues after a previous run's state in this directory (a
+        # restored experiment), so no file of that state is ever overwritten.
+        self.generation = _existing_generation(experiment_dir)
         self.total_write_time = 0.0
         self.num_writes = 0
         self._started = clock()
+        # This writer's finished-trial files and how much of them is committed.
+        self._finished_names: Optional[Tuple[str, str]] = None
+        self._finished_bytes = [0, 0]
+        self._finished_count = 0
 
     def due(self) -> bool:
         wait = max(self._min_interval, self._last_cost / self._budget)
         return self._clock() - self._last_write >= wait
 
     def write(self, json_state: Dict[str, Any], pickled: bytes,
-              prepared_s: float = 0.0) -> None:
+              prepared_s: float = 0.0,
+              finished: Sequence[Tuple[bytes, bytes]] = ()) -> None:
         """Write a new generation; ``prepared_s`` is what building the state took, counted
-        in the cost that spaces the writes (so the whole snapshot keeps to the budget)."""
+        in the cost that spaces the writes (so the whole snapshot keeps to the budget).
+
+        ``finished``: the trials that ended since the last write, each as
+        :func:`encode_finished` renders it; they are appended to the finished-trial
+        files, and ``json_state``/``pickled`` hold the other trials only.
+        """
         start = self._clock() - prepared_s
         self.generation += 1
         gen = self.generation
-        json_state = dict(json_state, generation=gen, format_version=FORMAT_VERSION,
-                          timestamp=time.time())
         os.makedirs(self.experiment_dir, exist_ok=True)
+        if self._finished_names is None:
+            self._finished_names = (f"{_FINISHED_PREFIX}{gen:06d}.jsonl",
+                                    f"{_FINISHED_PREFIX}{gen:06d}.pkl")
+        names = self._finished_names
+        sizes = list(self._finished_bytes)
+        if finished or not self.num_writes:
+            for k in (0, 1):
+                sizes[k] = _append_at(os.path.join(self.experiment_dir, names[k]),
+                                      sizes[k], [rec[k] for rec in finished])
+        count = self._finished_count + len(finished)
+        json_state = dict(json_state, generation=gen, format_version=FORMAT_VERSION,
+                          timestamp=time.time(),
+                          finished_trials={"json_file": names[0], "json_bytes": sizes[0],
+                                           "pickle_file": names[1], "pickle_bytes": sizes[1],
+                                           "count": count})
         pkl_name = f"{_PICKLE_PREFIX}{gen:06d}.pkl"
         _write_atomically(os.path.join(self.experiment_dir, pkl_name), pickled)
         data = json.dumps(json_state, default=_default, allow_nan=True).encode()
         _write_atomically(os.path.join(self.experiment_dir, STATE_FILE), data)
+        self._finished_bytes, self._finished_count = sizes, count
         removed = []
         for name in os.listdir(self.experiment_dir):
-            if name.startswith(_PICKLE_PREFIX) and name.endswith(".pkl") and name != pkl_name:
+            if name.startswith(_PICKLE_PREFIX) and name != pkl_name and name not in names \
+                    and (name.endswith(".pkl") or name.endswith(".jsonl")):
                 try:
                     os.remove(os.path.join(self.experiment_dir, name))
                     removed.append(name)
@@ -199,21 +294,85 @@ class ExperimentStateWriter:
         self.total_write_time += self._last_cost
         self.num_writes += 1
         if self._on_written is not None:
-            self._on_written([pkl_name, STATE_FILE], removed)
+            self._on_written([*names, pkl_name, STATE_FILE], removed)
+
+
+def _append_at(path: str, offset: int, chunks: List[bytes]) -> int:
+    """Write ``chunks`` into ``path`` from ``offset`` on (dropping whatever an unfinished
+    earlier attempt left after it), durably; the new size."""
+    with open(path, "r+b" if os.path.exists(path) else "w+b") as f:
+        f.seek(offset)
+        f.truncate()
+        for chunk in chunks:
+            f.write(chunk)
+        f.flush()
+        os.fsync(f.fileno())
+        return f.tell()
+
+
+def _existing_generation(experiment_dir: str) -> int:
+    try:
+        with open(os.path.join(experiment_dir, STATE_FILE), "rb") as f:
+            return int(json.loads(f.read()).get("generation", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0
+
+
+def _read_local(experiment_dir: str) -> Callable[[str], Optional[bytes]]:
+    def read(name: str) -> Optional[bytes]:
+        try:
+            with open(os.path.join(experiment_dir, name), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+    return read
+
+
+def read_experiment_json(experiment_dir: str, filesystem: Any = None) -> Dict[str, Any]:
+    """``experiment_state.json`` of the experiment in ``experiment_dir`` (a local path, or
+    a path inside ``filesystem``), with every trial in it: what tools outside the
+    engine read."""
+    if filesystem is None:
+        return read_json_state(_read_local(experiment_dir))
+    import posixpath
+
+    from tune_core import storage
+
+    def read(name: str) -> Optional[bytes]:
+        try:
+            return storage.read_bytes(filesystem, posixpath.join(experiment_dir, name))
+        except FileNotFoundError:
+            return None
+    return read_json_state(read)
 
 
 def load_experiment_state(experiment_dir: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """The JSON state and the unpickled state of the experiment in ``experiment_dir``."""
-    import cloudpickle
+    """The JSON state and the unpickled state of the experiment in ``experiment_dir``,
+    each with all its trials (finished ones included) in creation order."""
+    import pickle
+
+    import cloudpickle  # noqa: F401  (the pickles may need it)
 
     path = os.path.join(experiment_dir, STATE_FILE)
     if not os.path.exists(path):
         raise FileNotFoundError(
             f"{experiment_dir!r} holds no experiment state ({STATE_FILE} is missing); pass "
             "the directory of one experiment, e.g. ~/tune_results/<experiment name>")
-    with open(path, "rb") as f:
-        json_state = json.loads(f.read())
+    read = _read_local(experiment_dir)
+    json_state = read_json_state(read)
     gen = int(json_state["generation"])
     with open(os.path.join(experiment_dir, f"{_PICKLE_PREFIX}{gen:06d}.pkl"), "rb") as f:
-        state = cloudpickle.loads(f.read())
+        state = pickle.loads(f.read())
+    files = finished_files(json_state)
+    if files:
+        name, size = files[1]
+        raw = read(name) or b""
+        if len(raw) < size:
+            raise ValueError(f"{name} in {experiment_dir} is shorter than {STATE_FILE} says "
+                             f"({len(raw)} < {size} bytes)")
+        stream = io.BytesIO(raw[:size])
+        finished = []
+        while stream.tell() < size:
+            finished.append(pickle.load(stream))
+        state["trials"] = merge_finished(state.get("trials") or [], finished)
     return json_state, state

@@ -27,7 +27,8 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from tune_core import storage as storage_mod
-from tune_core.experiment.experiment_state import STATE_FILE, _PICKLE_PREFIX
+from tune_core.experiment.experiment_state import (
+    STATE_FILE, _PICKLE_PREFIX, finished_files)
 
 __all__ = ["ExperimentSyncer"]
 
@@ -66,7 +67,7 @@ class ExperimentSyncer:
         self._running = False         # a round is in progress
         self._closing = False
         self._last_round = -float("inf")
-        self._uploaded: Dict[str, Tuple[int, int]] = {}   # relative path -> (size, mtime_ns)
+        self._uploaded: Dict[str, Any] = {}  # relative path -> (size, mtime_ns) or size
         self._uploaded_generation = -1
         self._first_state_seen = False
         self._awaiting_state: List[str] = []  # deletes waiting for the next state upload
@@ -209,17 +210,23 @@ class ExperimentSyncer:
     def _retry(self, fn: Callable[[], Any], what: str) -> Any:
         return storage_mod.with_retries(fn, what, attempts=3, backoff=0.5)
 
-    def _read_state(self) -> Optional[Tuple[int, bytes, bytes]]:
-        """The newest consistent (generation, pickle, JSON) on the local disk."""
+    def _read_state(self) -> Optional[Tuple[int, bytes, bytes, List[Tuple[str, bytes]]]]:
+        """The newest consistent (generation, pickle, JSON, finished-trial files) on the
+        local disk; each finished-trial file cut to the bytes the JSON says are its."""
         for _ in range(10):
             try:
                 with open(os.path.join(self._local_dir, STATE_FILE), "rb") as f:
                     data = f.read()
-                gen = int(json.loads(data)["generation"])
+                json_state = json.loads(data)
+                gen = int(json_state["generation"])
                 with open(os.path.join(self._local_dir, f"{_PICKLE_PREFIX}{gen:06d}.pkl"),
                           "rb") as f:
                     pickled = f.read()
-                return gen, pickled, data
+                finished = []
+                for name, size in finished_files(json_state):
+                    with open(os.path.join(self._local_dir, name), "rb") as f:
+                        finished.append((name, f.read(size)))
+                return gen, pickled, data, finished
             except FileNotFoundError:
                 # Not written yet, or replaced by a newer generation while reading it.
                 if not os.path.exists(os.path.join(self._local_dir, STATE_FILE)):
@@ -251,20 +258,30 @@ class ExperimentSyncer:
                             f"Uploading {rel}")
                 self._uploaded[rel] = version
 
-    def _upload_state(self, gen: int, pickled: bytes, data: bytes) -> None:
+    def _upload_state(self, gen: int, pickled: bytes, data: bytes,
+                      finished: List[Tuple[str, bytes]] = ()) -> None:
         if gen == self._uploaded_generation:
             return
         fs = self._storage.fs
         root = self._storage.experiment_fs_path
         pkl_name = f"{_PICKLE_PREFIX}{gen:06d}.pkl"
-        # The pickle first: the JSON names it, and a reader follows the JSON.
+        # What the JSON names goes first (the finished trials' files, the pickle): a
+        # reader follows the JSON. An append-only file is uploaded again only when it grew.
+        for name, content in finished:
+            if self._uploaded.get(name) == len(content):
+                continue
+            self._retry(lambda: storage_mod.write_bytes_atomic(
+                fs, posixpath.join(root, name), content), "Uploading the experiment state")
+            self._uploaded[name] = len(content)
         self._retry(lambda: storage_mod.write_bytes_atomic(
             fs, posixpath.join(root, pkl_name), pickled), "Uploading the experiment state")
         self._retry(lambda: storage_mod.write_bytes_atomic(
             fs, posixpath.join(root, STATE_FILE), data), "Uploading the experiment state")
         self._uploaded_generation = gen
+        keep = {pkl_name, *(name for name, _ in finished)}
         for name in storage_mod.list_dir(fs, root):
-            if name.startswith(_PICKLE_PREFIX) and name.endswith(".pkl") and name != pkl_name:
+            if name.startswith(_PICKLE_PREFIX) and name not in keep and \
+                    (name.endswith(".pkl") or name.endswith(".jsonl")):
                 try:
                     fs.delete_file(posixpath.join(root, name))
                 except OSError:

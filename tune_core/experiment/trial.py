@@ -6,14 +6,117 @@ import dataclasses
 import enum
 import math
 import os
+import sys
 import time
 import uuid
 from types import MappingProxyType
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from tune_core.execution.placement_groups import PlacementGroupFactory
 
-__all__ = ["Trial", "TrialStatus", "TrialSnapshot", "new_trial_id"]
+__all__ = ["Trial", "TrialStatus", "TrialSnapshot", "MetricAnalysis", "new_trial_id"]
+
+# Result keys, and values that repeat across trials (hostname, node IP), are interned: a
+# result arrives from the worker with fresh copies of every string, and an experiment of
+# 10,000 trials would otherwise keep 10,000 copies of each.
+# (``date`` changes once a second: the trials that end within that second share it.)
+_INTERNED_VALUES = frozenset(("hostname", "node_ip", "date"))
+
+
+def _compact_result(result: Mapping[str, Any], trial_id: str) -> Dict[str, Any]:
+    intern = sys.intern
+    out: Dict[str, Any] = {}
+    for key, value in result.items():
+        if type(key) is str:
+            key = intern(key)
+            if type(value) is str:
+                if key in _INTERNED_VALUES:
+                    value = intern(value)
+                elif key == "trial_id" and value == trial_id:
+                    value = trial_id
+        out[key] = value
+    return out
+
+
+# The metric names of a trial, in first-seen order, with each one's position: shared by all
+# trials that report the same names (most experiments: one layout for every trial).
+_LAYOUTS: Dict[Tuple[str, ...], Tuple[Tuple[str, ...], Dict[str, int]]] = {}
+
+
+def _layout(keys: Tuple[str, ...]) -> Tuple[Tuple[str, ...], Dict[str, int]]:
+    """The shared (names, positions) for ``keys``."""
+    entry = _LAYOUTS.get(keys)
+    if entry is None:
+        if len(_LAYOUTS) > 10_000:  # names that never repeat: do not keep them all
+            _LAYOUTS.clear()
+        entry = _LAYOUTS[keys] = (keys, {k: i for i, k in enumerate(keys)})
+    return entry
+
+
+class MetricAnalysis(Mapping[str, Mapping[str, Any]]):
+    """``{metric: {"max": .., "min": .., "last": ..}}`` over a trial's numeric results.
+
+    A read-only mapping, as Ray Tune's ``Trial.metric_analysis`` reads; stored compactly
+    (one flat list of values per trial, the names' layout shared between trials) because
+    every trial of an experiment keeps one.
+    """
+
+    __slots__ = ("_keys", "_layout", "_values")
+
+    def __init__(self, stats: Optional[Mapping[str, Mapping[str, Any]]] = None) -> None:
+        self._keys, self._layout = _layout(())
+        self._values: List[Any] = []
+        for key, entry in (stats or {}).items():
+            self._add(str(key), entry["max"], entry["min"], entry["last"])
+
+    def _add(self, key: str, high: Any, low: Any, last: Any) -> None:
+        self._keys, self._layout = _layout(self._keys + (sys.intern(key),))
+        self._values += (high, low, last)
+
+    def update(self, result: Mapping[str, Any]) -> None:
+        """Fold one result in: every int or float value except booleans and NaN."""
+        layout, values = self._layout, self._values
+        for key, value in result.items():
+            if type(value) is bool or not isinstance(value, (int, float)):
+                continue
+            if isinstance(value, float) and math.isnan(value):
+                continue
+            i = layout.get(key)
+            if i is None:
+                if not isinstance(key, str):
+                    continue
+                self._add(key, value, value, value)
+                layout, values = self._layout, self._values
+                continue
+            i *= 3
+            if value > values[i]:
+                values[i] = value
+            if value < values[i + 1]:
+                values[i + 1] = value
+            values[i + 2] = value
+
+    def __getitem__(self, key: str) -> Dict[str, Any]:
+        i = self._layout[key] * 3
+        v = self._values
+        return {"max": v[i], "min": v[i + 1], "last": v[i + 2]}
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._layout
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def to_dict(self) -> Dict[str, Dict[str, Any]]:
+        return {k: self[k] for k in self._keys}
+
+    def __reduce__(self):
+        return (MetricAnalysis, (self.to_dict(),))
+
+    def __repr__(self) -> str:
+        return repr(self.to_dict())
 
 
 class TrialStatus(str, enum.Enum):
@@ -101,7 +204,7 @@ class Trial:
         self.trial_name = trial_name or f"{trainable_name}_{trial_id}"
         self.status = TrialStatus.PENDING
         self.last_result: Dict[str, Any] = {}
-        self.metric_analysis: Dict[str, Dict[str, float]] = {}
+        self._metric_analysis = MetricAnalysis()
         self.num_results = 0
         self.num_failures = 0
         self.error_file: Optional[str] = None
@@ -120,6 +223,8 @@ class Trial:
         # Set when a scheduler restarted it from another trial's checkpoint: its logs
         # keep every row so far (see TuneController._restart_trial).
         self.keep_logs_on_restart = False
+        # Set once the experiment state holds this trial as finished (written once).
+        self.state_saved = False
 
     # --- paths -------------------------------------------------------------------------------
     @property
@@ -142,6 +247,8 @@ class Trial:
 
     # --- state -------------------------------------------------------------------------------
     def set_status(self, status: TrialStatus) -> None:
+        if not status.is_finished:
+            self.state_saved = False  # it changes again: saved with each snapshot
         if status == TrialStatus.RUNNING and self.start_time is None:
             self.start_time = time.time()
         if status.is_finished:
@@ -151,23 +258,22 @@ class Trial:
     def is_finished(self) -> bool:
         return self.status.is_finished
 
+    @property
+    def metric_analysis(self) -> MetricAnalysis:
+        """Max, min and last value of every numeric metric the trial reported."""
+        return self._metric_analysis
+
+    @metric_analysis.setter
+    def metric_analysis(self, stats: Mapping[str, Mapping[str, Any]]) -> None:
+        self._metric_analysis = stats if isinstance(stats, MetricAnalysis) \
+            else MetricAnalysis(stats)
+
     def update_last_result(self, result: Dict[str, Any]) -> None:
-        self.last_result = result
+        """Keep ``result`` as the newest (a compact copy: keys interned) and fold it into
+        :attr:`metric_analysis`."""
+        self.last_result = _compact_result(result, self.trial_id)
         self.num_results += 1
-        for key, value in result.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                continue
-            if isinstance(value, float) and math.isnan(value):
-                continue
-            stats = self.metric_analysis.get(key)
-            if stats is None:
-                self.metric_analysis[key] = {"max": value, "min": value, "last": value}
-            else:
-                if value > stats["max"]:
-                    stats["max"] = value
-                if value < stats["min"]:
-                    stats["min"] = value
-                stats["last"] = value
+        self._metric_analysis.update(result)
 
     def snapshot(self) -> TrialSnapshot:
         return TrialSnapshot(

@@ -594,3 +594,30 @@ def test_strict_spread_needs_as_many_nodes_as_bundles():
                         one_node)
     big = PlacementGroupFactory([{"GPU": 1}, {"GPU": 1}], strategy="STRICT_SPREAD")
     assert not can_ever_fit(big, {"GPU": 2.0}, [{"GPU": 2.0}, {"CPU": 4.0}])
+
+
+def test_each_finished_trial_is_written_to_the_state_once(tmp_path, monkeypatch):
+    """Snapshots cost what changed: a trial is serialised in every snapshot while it runs
+    and once more after it ends, never again; the state read back has every trial."""
+    from tune_core.execution import tune_controller as tc_mod
+    from tune_core.experiment.experiment_state import (
+        ExperimentStateWriter, load_experiment_state, read_experiment_json)
+
+    encoded: List[str] = []
+    real = tc_mod.encode_finished
+    monkeypatch.setattr(tc_mod, "encode_finished",
+                        lambda state: encoded.append(state["trial_id"]) or real(state))
+    writer = ExperimentStateWriter(str(tmp_path), budget=1.0, min_interval_s=0.0)
+    ctrl, _, _, _ = make([{}] * 5, tmp_path, state_writer=writer)
+    while not ctrl.is_finished():
+        ctrl.step()
+        ctrl.save_state()  # a snapshot after every step
+    trials = ctrl.run()
+    assert writer.num_writes > 5
+    assert sorted(encoded) == sorted(t.trial_id for t in trials)
+    state = read_experiment_json(str(tmp_path))
+    assert [t["trial_id"] for t in state["trials"]] == [t.trial_id for t in trials]
+    assert all(t["status"] == "TERMINATED" and t["last_result"]["score"] == 3
+               for t in state["trials"])
+    _, pickled = load_experiment_state(str(tmp_path))
+    assert [t["trial_id"] for t in pickled["trials"]] == [t.trial_id for t in trials]
