@@ -9,7 +9,11 @@ Two figures per system:
 * time from ``Tuner.fit()`` to the first result reaching the driver (a callback's
   ``on_trial_result``), with Ray already running, for a trainable that reports at once.
   Each child process runs ``fit()`` several times: the first in a fresh Ray (its worker
-  processes still starting) and the rest once Ray is warm.
+  processes still starting) and the rest once Ray is warm;
+* Ray's own floor under that: a 1-CPU placement group and a trivial actor in it, from the
+  request to the actor's first reply (every trial's worker is such an actor), measured in
+  the same process after the fits. Ray reuses an idle worker process it started ahead
+  when there is one and starts a new Python process otherwise, hence its spread.
 
     python release_tests/startup.py --import-runs 7 --fits 3
 """
@@ -65,7 +69,29 @@ _CHILD = textwrap.dedent("""
         walls.append(time.perf_counter() - start)
         to_first.append(FIRST[0] - start if FIRST else None)
         assert not results.errors, results.errors
-    print("RESULT " + json.dumps({"first_result_s": to_first, "fit_wall_s": walls}))
+    # Ray's own floor: a 1-CPU placement group and an actor in it, to its first reply
+    # (what any trial's worker costs before tune_core's code runs in it).
+    from ray.util.placement_group import placement_group, remove_placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    @ray.remote
+    class Probe:
+        def ready(self):
+            return os.getpid()
+
+    floor = []
+    for i in range(fits):
+        t = time.perf_counter()
+        pg = placement_group([{"CPU": 1}])
+        probe = Probe.options(num_cpus=1, scheduling_strategy=PlacementGroupSchedulingStrategy(
+            pg, placement_group_bundle_index=0)).remote()
+        ray.get(probe.ready.remote())
+        floor.append(time.perf_counter() - t)
+        ray.kill(probe)
+        remove_placement_group(pg)
+        time.sleep(0.5)
+    print("RESULT " + json.dumps({"first_result_s": to_first, "fit_wall_s": walls,
+                                  "ray_actor_start_s": floor}))
     ray.shutdown()
 """)
 
@@ -94,6 +120,7 @@ def first_result(system: str, fits: int, cpus: int) -> dict:
             warm = [t for t in out["first_result_s"][1:] if t is not None]
             out["first_result_cold_ray_s"] = out["first_result_s"][0]
             out["first_result_warm_median_s"] = statistics.median(warm) if warm else None
+            out["ray_actor_start_median_s"] = statistics.median(out["ray_actor_start_s"])
             return out
     raise RuntimeError(f"{system} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
 
@@ -130,6 +157,10 @@ def main(argv=None) -> dict:
         print(f"  {system:16s} {imports}first result: fresh Ray "
               f"{_s(out['first_result_cold_ray_s'])} s   warm "
               f"{_s(out['first_result_warm_median_s'])} s")
+        print(f"  {'':16s} Ray alone, a placement group and an actor to its first reply "
+              f"(median of {len(out['ray_actor_start_s'])}): "
+              f"{_s(out['ray_actor_start_median_s'])} s "
+              f"({', '.join(f'{t:.2f}' for t in out['ray_actor_start_s'])})")
     ours = figures["systems"].get("tune_core")
     for other in ("ray_tune", "ray_tune_reuse"):
         theirs = figures["systems"].get(other)

@@ -333,12 +333,15 @@ class RayExecutor(Executor):
             return
         slot.node_ip, slot.pid = info["node_ip"], info["pid"]
         events.append(TrialStarted(trial_id, slot.node_ip, slot.pid))
+        if "fetched" in info:  # it ended already; everything came with the reply
+            self._took(info["fetched"], slot, events)
+            return
         if slot.stop_requested:
             slot.actor.stop.remote(slot.pause, trial_id)
         self._refs[slot.actor.fetch.remote(self._fetch_timeout)] = ("fetch", slot)
 
     def _on_fetched(self, ref: Any, slot: _Slot, events: List[ExecutorEvent]) -> None:
-        trial_id = slot.trial_id
+        trial_id = slot.trial_id  # (releasing the slot forgets it)
         try:
             out = ray.get(ref)
         except Exception as exc:  # the worker process died
@@ -348,6 +351,11 @@ class RayExecutor(Executor):
             else:
                 events.append(self._failure(trial_id, exc, "died"))
             return
+        self._took(out, slot, events)
+
+    def _took(self, out: Dict[str, Any], slot: _Slot, events: List[ExecutorEvent]) -> None:
+        """The events of what a worker's ``fetch`` returned."""
+        trial_id = slot.trial_id
         results, state = out["results"], out["state"]
         # After a pause the trial's last results (up to its checkpoint) still count.
         if results and (not slot.stop_requested or slot.pause):
