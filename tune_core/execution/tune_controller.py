@@ -12,6 +12,7 @@ Each :meth:`TuneController.step`:
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -36,6 +37,8 @@ from tune_core.search.search_algorithm import SearchAlgorithm
 from tune_core.stopper.stopper import Stopper
 
 __all__ = ["TuneController"]
+
+logger = logging.getLogger(__name__)
 
 _MAX_DIRNAME = 64
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.=,+-]+")
@@ -463,7 +466,9 @@ class TuneController:
     # --- 3. events -----------------------------------------------------------------------------
     def _handle(self, event: Any) -> None:
         trial = self._by_id.get(event.trial_id)
-        if trial is None:
+        if trial is None:  # an executor bug: say so rather than wait for it forever
+            logger.warning("Ignoring %s for unknown trial %r", type(event).__name__,
+                           event.trial_id)
             return
         if isinstance(event, TrialStarted):
             if trial.trial_id in self._active and trial.status != TrialStatus.TERMINATED:
