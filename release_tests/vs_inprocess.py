@@ -11,7 +11,9 @@ Optuna's TPE sampler with the same seed everywhere:
 Trials run one at a time by default (``--max-concurrent 1``), like the Optuna loop, so all
 see the same sequence of suggestions. Wall time is that of ``fit()`` (or of
 ``create_study`` + ``optimize``), with Ray already running. ``--profile`` runs cProfile
-over tune_core's ``fit()`` in its child and prints the top entries by cumulative time.
+over tune_core's ``fit()`` in its child and prints the top entries by cumulative time;
+``--phases`` times the parts of it instead (waiting for workers, creating trials,
+callbacks, snapshots) without cProfile's slowdown.
 
     python release_tests/vs_inprocess.py --num-trials 100 --profile
 """
@@ -32,9 +34,10 @@ SYSTEMS = ("optuna", "tune_core", "ray_tune", "ray_tune_reuse")
 _CHILD = textwrap.dedent("""
     import json, os, sys, time
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    system, n, cpus, seed, max_conc, profile, storage = sys.argv[1], int(sys.argv[2]), \\
-        int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]) or None, sys.argv[6] == "1", \\
+    system, n, cpus, seed, max_conc, mode, storage = sys.argv[1], int(sys.argv[2]), \\
+        int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]) or None, sys.argv[6], \\
         sys.argv[7]
+    profile = mode == "profile"
 
     def objective_value(x):
         return (x - 0.3) ** 2
@@ -71,12 +74,41 @@ _CHILD = textwrap.dedent("""
     def objective(config):
         tune.report({"loss": (config["x"] - 0.3) ** 2})
 
+    # --phases: where the driver's time goes, summed over fit() (tune_core only).
+    PHASES, FIRST_START = {}, []
+    callbacks = []
+    if mode == "phases":
+        from tune_core.callback import CallbackList
+        from tune_core.execution.tune_controller import TuneController
+
+        def timed(owner, name, key):
+            orig = getattr(owner, name)
+
+            def wrapper(*a, **k):
+                t = time.perf_counter()
+                try:
+                    return orig(*a, **k)
+                finally:
+                    PHASES[key] = PHASES.get(key, 0.0) + time.perf_counter() - t
+            setattr(owner, name, wrapper)
+
+        timed(ray, "wait", "waiting for workers (ray.wait)")
+        timed(TuneController, "_create_trial", "creating trials (the searcher's suggestion)")
+        timed(CallbackList, "_each", "callbacks (loggers, progress reporter)")
+        timed(TuneController, "save_state", "experiment state snapshots")
+
+        class FirstStart(tune.Callback):
+            def on_trial_start(self, iteration, trials, trial, **info):
+                if not FIRST_START:
+                    FIRST_START.append(time.perf_counter())
+        callbacks.append(FirstStart())
+
     tuner = tune.Tuner(
         objective, param_space={"x": tune.uniform(0.0, 1.0)},
         tune_config=tune.TuneConfig(
             metric="loss", mode="min", num_samples=n, max_concurrent_trials=max_conc,
             search_alg=OptunaSearch(sampler=optuna.samplers.TPESampler(seed=seed)), **extra),
-        run_config=tune.RunConfig(storage_path=storage, verbose=0))
+        run_config=tune.RunConfig(storage_path=storage, verbose=0, callbacks=callbacks))
     profile_text = None
     if profile:
         import cProfile, io, pstats
@@ -94,9 +126,15 @@ _CHILD = textwrap.dedent("""
     print("RESULT " + json.dumps({
         "wall_s": wall, "ray_init_s": ray_init_s, "trials": len(results),
         "errors": sum(1 for r in results if r.error), "best": best.metrics["loss"],
-        "pids": len({r.metrics.get("pid") for r in results}), "profile": profile_text}))
+        "pids": len({r.metrics.get("pid") for r in results}), "profile": profile_text,
+        "phases_s": PHASES or None,
+        "first_worker_ready_s": FIRST_START[0] - start if FIRST_START else None}))
     ray.shutdown()
 """)
+
+
+def _mode(args: argparse.Namespace) -> str:
+    return "profile" if args.profile else "phases" if args.phases else "none"
 
 
 def run_system(system: str, args: argparse.Namespace) -> dict:
@@ -104,7 +142,7 @@ def run_system(system: str, args: argparse.Namespace) -> dict:
         proc = subprocess.run(
             [sys.executable, "-c", _CHILD, system, str(args.num_trials), str(args.cpus),
              str(args.seed), str(args.max_concurrent),
-             "1" if args.profile and system == "tune_core" else "0", storage],
+             _mode(args) if system == "tune_core" else "none", storage],
             capture_output=True, text=True, timeout=3600)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -122,6 +160,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
     parser.add_argument("--profile", action="store_true",
                         help="cProfile tune_core's fit() and print the top 15 (cumulative)")
+    parser.add_argument("--phases", action="store_true",
+                        help="time tune_core's fit() by phase (waiting for workers, creating "
+                             "trials, callbacks, snapshots) and print them per trial")
     parser.add_argument("--output", default="release_tests/results/vs_inprocess.json")
     args = parser.parse_args(argv)
 
@@ -140,6 +181,14 @@ def main(argv=None) -> dict:
         if profile:
             figures["systems"][system]["profile_top15"] = profile
             print(f"  cProfile of tune_core's fit() (driver, main thread):\n{profile}")
+        if out.get("phases_s"):
+            n = max(1, out["trials"])
+            print(f"  tune_core's fit() by phase: first trial's worker ready after "
+                  f"{out['first_worker_ready_s']:.3f} s (inside the wait below)")
+            for key, secs in sorted(out["phases_s"].items(), key=lambda kv: -kv[1]):
+                print(f"    {1000 * secs / n:7.2f} ms/trial  {key}")
+            rest = out["wall_s"] - sum(out["phases_s"].values())
+            print(f"    {1000 * rest / n:7.2f} ms/trial  the rest (setup, controller, executor)")
     base = figures["systems"].get("optuna")
     if base:
         for system, out in figures["systems"].items():

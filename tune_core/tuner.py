@@ -327,13 +327,11 @@ class Tuner:
                                stop_timeout=_env_seconds("TUNE_FORCE_TRIAL_CLEANUP_S", 30.0),
                                log_files=rc.log_files())
         executor.setup()
-        # Nothing may leave a worker behind: the prestarted one holds resources until
-        # the executor shuts down (controller.run does that once it runs).
+        # Nothing may leave a worker behind: a started one holds resources until the
+        # executor shuts down (controller.run does that once it runs).
         try:
             if has_static_resources(self._trainable):
                 self._check_static_resources(executor)
-                # The first trial's worker starts while the rest of the setup runs.
-                executor.prestart(resolve_resources(self._trainable, {}))
             if ctx.is_local and len(executor.largest_node_resources()) > 1:
                 self._check_shared_storage(executor, path)
             if self._restore is None:

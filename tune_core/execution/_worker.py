@@ -27,8 +27,6 @@ from tune_core.trainable.trainable import Trainable, _load_from, _save_into
 
 # A result buffer this long lets a fast trial run ahead of the driver a little.
 DEFAULT_LOOKAHEAD = 32
-# How long ``start`` waits for a trial that may end at once before it replies.
-DEFAULT_START_WAIT = 0.02
 
 _OUR_FILES = (os.path.abspath(__file__), os.path.abspath(session_mod.__file__),
               os.path.abspath(sys.modules[Trainable.__module__].__file__))
@@ -121,10 +119,8 @@ class TrialWorker:
 
     def __init__(self, trainable: Any, reuse_object: bool = False,
                  lookahead: int = DEFAULT_LOOKAHEAD,
-                 log_files: Tuple[Optional[str], Optional[str]] = (None, None),
-                 start_wait: float = DEFAULT_START_WAIT) -> None:
+                 log_files: Tuple[Optional[str], Optional[str]] = (None, None)) -> None:
         self._trainable = trainable
-        self._start_wait = start_wait
         self._log_files = log_files
         self._redirect: Optional[_Redirect] = None
         self._is_class = inspect.isclass(trainable)
@@ -181,14 +177,7 @@ class TrialWorker:
         self._thread = threading.Thread(target=self._guard, args=(target, launch), daemon=True,
                                         name=f"trial-{launch.trial_id}")
         self._thread.start()
-        info = self.ready()
-        if self._start_wait > 0 and not launch.sync_results:
-            # A trial that ends at once (a tiny objective) sends its results and its end
-            # with this reply: one round trip per trial instead of two.
-            self._thread.join(self._start_wait)
-            if not self._thread.is_alive():
-                info["fetched"] = self.fetch(0)
-        return info
+        return self.ready()
 
     def fetch(self, timeout: float = 2.0, ack: bool = True) -> Dict[str, Any]:
         """Results reported since the last fetch; waits up to ``timeout`` for the first.

@@ -178,19 +178,6 @@ class RayExecutor(Executor):
                     free[k] = free.get(k, 0.0) + v
         return _fits(free, need)
 
-    def prestart(self, shape: PlacementGroupFactory, count: int = 1) -> int:
-        """Start up to ``count`` workers for trials of ``shape`` now, into the pool of
-        idle workers, so that the process start (hundreds of milliseconds) overlaps the
-        rest of the experiment's setup instead of delaying its first trial. Only with
-        worker reuse, and only as many as fit; returns how many were started."""
-        if not self._reuse_processes():
-            return 0
-        started = 0
-        while started < count and _fits(self._free(), shape.required_resources):
-            self._idle.setdefault(shape, []).append(self._new_slot(shape, ""))
-            started += 1
-        return started
-
     # --- trial control ------------------------------------------------------------------------
     def start_trial(self, launch: TrialLaunch) -> None:
         shape = launch.resources
@@ -333,15 +320,12 @@ class RayExecutor(Executor):
             return
         slot.node_ip, slot.pid = info["node_ip"], info["pid"]
         events.append(TrialStarted(trial_id, slot.node_ip, slot.pid))
-        if "fetched" in info:  # it ended already; everything came with the reply
-            self._took(info["fetched"], slot, events)
-            return
         if slot.stop_requested:
             slot.actor.stop.remote(slot.pause, trial_id)
         self._refs[slot.actor.fetch.remote(self._fetch_timeout)] = ("fetch", slot)
 
     def _on_fetched(self, ref: Any, slot: _Slot, events: List[ExecutorEvent]) -> None:
-        trial_id = slot.trial_id  # (releasing the slot forgets it)
+        trial_id = slot.trial_id
         try:
             out = ray.get(ref)
         except Exception as exc:  # the worker process died
@@ -351,11 +335,6 @@ class RayExecutor(Executor):
             else:
                 events.append(self._failure(trial_id, exc, "died"))
             return
-        self._took(out, slot, events)
-
-    def _took(self, out: Dict[str, Any], slot: _Slot, events: List[ExecutorEvent]) -> None:
-        """The events of what a worker's ``fetch`` returned."""
-        trial_id = slot.trial_id
         results, state = out["results"], out["state"]
         # After a pause the trial's last results (up to its checkpoint) still count.
         if results and (not slot.stop_requested or slot.pause):
