@@ -46,7 +46,7 @@ class ResultGrid:
         from tune_core import storage
         from tune_core.experiment.checkpoint_manager import CheckpointManager
         from tune_core.experiment.experiment_state import (
-            STATE_FILE, read_json_state, trial_from_state)
+            STATE_FILE, read_json_state, state_reader, trial_from_state)
 
         fs, path = storage.resolve(experiment_path, storage_filesystem,
                                    owner="ResultGrid.from_path", name="experiment_path")
@@ -59,14 +59,9 @@ class ResultGrid:
             raise FileNotFoundError(
                 f"ResultGrid.from_path({shown!r}): no experiment there ({STATE_FILE} "
                 "is missing); pass the directory of one experiment") from None
-        def read(name: str):
-            try:
-                return storage.read_bytes(fs, join(path, name))
-            except FileNotFoundError:
-                return None
-
-        state = read_json_state(read, data)
         cfs = None if local else fs
+        state = read_json_state(
+            state_reader(storage._local_path(fs, path) if local else path, cfs), data)
         trials = [trial_from_state(t, path, None, cfs, CheckpointManager())[0]
                   for t in state["trials"]]
         return cls(trials, experiment_path, metric, mode, filesystem=cfs)

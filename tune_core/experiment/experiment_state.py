@@ -38,7 +38,7 @@ from tune_core.execution.placement_groups import PlacementGroupFactory
 from tune_core.experiment.trial import Trial, TrialStatus
 
 __all__ = ["ExperimentStateWriter", "load_experiment_state", "read_json_state",
-           "read_experiment_json",
+           "read_experiment_json", "state_reader",
            "merge_finished", "trial_to_state", "trial_from_state", "STATE_FILE",
            "TUNER_FILE"]
 
@@ -186,12 +186,8 @@ def read_json_state(read: Callable[[str], Optional[bytes]], data: Optional[bytes
     state = json.loads(data)
     files = finished_files(state)
     if files:
-        name, size = files[0]
-        raw = read(name)
-        if raw is None or len(raw) < size:
-            raise ValueError(f"{name} is missing or shorter than {STATE_FILE} says "
-                             f"({size} bytes)")
-        finished = [json.loads(line) for line in raw[:size].splitlines() if line.strip()]
+        data = _prefix(read, *files[0])
+        finished = [json.loads(line) for line in data.splitlines() if line.strip()]
         state["trials"] = merge_finished(state.get("trials") or [], finished)
     return state
 
@@ -318,32 +314,45 @@ def _existing_generation(experiment_dir: str) -> int:
         return 0
 
 
-def _read_local(experiment_dir: str) -> Callable[[str], Optional[bytes]]:
-    def read(name: str) -> Optional[bytes]:
+def state_reader(experiment_dir: str, filesystem: Any = None
+                 ) -> Callable[[str], Optional[bytes]]:
+    """``read(name)``: a file of the experiment directory ``experiment_dir`` (a local path,
+    or a path inside ``filesystem``), or None if there is none."""
+    if filesystem is None:
+        def read(name: str) -> Optional[bytes]:
+            try:
+                with open(os.path.join(experiment_dir, name), "rb") as f:
+                    return f.read()
+            except FileNotFoundError:
+                return None
+        return read
+    import posixpath
+
+    from tune_core import storage
+
+    def read_remote(name: str) -> Optional[bytes]:
         try:
-            with open(os.path.join(experiment_dir, name), "rb") as f:
-                return f.read()
+            return storage.read_bytes(filesystem, posixpath.join(experiment_dir, name))
         except FileNotFoundError:
             return None
-    return read
+    return read_remote
+
+
+def _prefix(read: Callable[[str], Optional[bytes]], name: str, size: int) -> bytes:
+    """The first ``size`` bytes of the finished-trial file ``name`` (the ones a state
+    counts as its own)."""
+    raw = read(name)
+    if raw is None or len(raw) < size:
+        raise ValueError(f"{name} is missing or shorter than {STATE_FILE} says "
+                         f"({size} bytes)")
+    return raw[:size]
 
 
 def read_experiment_json(experiment_dir: str, filesystem: Any = None) -> Dict[str, Any]:
     """``experiment_state.json`` of the experiment in ``experiment_dir`` (a local path, or
     a path inside ``filesystem``), with every trial in it: what tools outside the
     engine read."""
-    if filesystem is None:
-        return read_json_state(_read_local(experiment_dir))
-    import posixpath
-
-    from tune_core import storage
-
-    def read(name: str) -> Optional[bytes]:
-        try:
-            return storage.read_bytes(filesystem, posixpath.join(experiment_dir, name))
-        except FileNotFoundError:
-            return None
-    return read_json_state(read)
+    return read_json_state(state_reader(experiment_dir, filesystem))
 
 
 def load_experiment_state(experiment_dir: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
@@ -358,19 +367,16 @@ def load_experiment_state(experiment_dir: str) -> Tuple[Dict[str, Any], Dict[str
         raise FileNotFoundError(
             f"{experiment_dir!r} holds no experiment state ({STATE_FILE} is missing); pass "
             "the directory of one experiment, e.g. ~/tune_results/<experiment name>")
-    read = _read_local(experiment_dir)
+    read = state_reader(experiment_dir)
     json_state = read_json_state(read)
     gen = int(json_state["generation"])
     with open(os.path.join(experiment_dir, f"{_PICKLE_PREFIX}{gen:06d}.pkl"), "rb") as f:
         state = pickle.loads(f.read())
     files = finished_files(json_state)
     if files:
-        name, size = files[1]
-        raw = read(name) or b""
-        if len(raw) < size:
-            raise ValueError(f"{name} in {experiment_dir} is shorter than {STATE_FILE} says "
-                             f"({len(raw)} < {size} bytes)")
-        stream = io.BytesIO(raw[:size])
+        data = _prefix(read, *files[1])
+        size = len(data)
+        stream = io.BytesIO(data)
         finished = []
         while stream.tell() < size:
             finished.append(pickle.load(stream))
