@@ -10,6 +10,9 @@ A storage location is one of:
 * a path inside a ``pyarrow.fs.FileSystem`` you build yourself (for example an
   ``S3FileSystem`` with an endpoint override and explicit credentials).
 
+An ``s3://`` URI gets ``allow_delayed_open=true`` unless it sets it: small files are then
+one PUT each instead of a multipart upload's three requests.
+
 Paths inside a filesystem ("fs paths") carry no scheme: ``"bucket/prefix/file"`` on S3,
 an absolute path on the local disk.
 
@@ -187,6 +190,12 @@ def resolve(path_or_uri: "str | os.PathLike[str]", filesystem: Any = None, *,
             raise ValueError(f"{owner}({name}={shown!r}) is not valid: a file:// URI names an "
                              f"absolute local path, as in file:///abs/path")
         return pafs.LocalFileSystem(), _local_abspath(local)
+    if parts.scheme.lower() == "s3" and "allow_delayed_open" not in parts.query:
+        # A small file is then one PUT instead of a multipart upload's three requests
+        # (a checkpoint of two files: 5 requests instead of 11). Errors still surface,
+        # when the file is closed at the latest, and every write here is closed.
+        query = parts.query + ("&" if parts.query else "") + "allow_delayed_open=true"
+        path = urllib.parse.urlunsplit(parts._replace(query=query))
     try:
         fs, fs_path = pafs.FileSystem.from_uri(path)
     except ValueError as e:  # pyarrow.lib.ArrowInvalid: unknown scheme or option

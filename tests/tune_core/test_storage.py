@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import pyarrow.fs as pafs
 import pytest
@@ -396,6 +397,36 @@ def test_delete_dir_is_idempotent(store, tmp_path):
 
 
 # --------------------------------------------------------------------------- checkpoints
+
+
+def _requests_to(server, since: int):
+    """The requests moto logged after its first ``since`` log lines, as "METHOD target"."""
+    deadline = time.monotonic() + 5
+    while True:
+        with open(server.log_path, errors="replace") as f:
+            lines = [line for line in f.read().splitlines() if '"' in line and " HTTP/" in line]
+        if len(lines) > since or time.monotonic() > deadline:
+            return [line.split('"')[1].rsplit(" HTTP/", 1)[0] for line in lines[since:]]
+        time.sleep(0.05)
+
+
+def test_a_checkpoint_to_an_s3_uri_costs_one_request_per_small_file(s3_bucket, tmp_path):
+    """S3 bills per request: small files go up in one PUT each (not a three-request
+    multipart upload), so a two-file checkpoint costs 5 requests, not 11."""
+    fs, base = storage.resolve(s3_bucket.uri("exp"))
+    src = tmp_path / "ckpt"
+    src.mkdir()
+    (src / "model.bin").write_bytes(os.urandom(64 * 1024))
+    (src / "meta.json").write_text("{}")
+    before = len(_requests_to(s3_bucket.server, 0))
+    storage.persist_checkpoint_dir(str(src), fs, f"{base}/trial/checkpoint_000001")
+    sent = _requests_to(s3_bucket.server, before)
+    assert not [r for r in sent if "uploads" in r], sent  # no multipart upload
+    assert sorted(r.split()[0] for r in sent if r.startswith("PUT")) == ["PUT"] * 3, sent
+    assert len(sent) <= 5, sent
+    assert storage.is_complete_checkpoint(fs, f"{base}/trial/checkpoint_000001")
+    assert read_tree_from(fs, f"{base}/trial/checkpoint_000001", tmp_path / "back") == {
+        "model.bin": (src / "model.bin").read_bytes(), "meta.json": b"{}"}
 
 
 def test_persist_checkpoint_dir(store, tmp_path):
