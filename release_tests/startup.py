@@ -9,7 +9,9 @@ Two figures per system:
 * time from ``Tuner.fit()`` to the first result reaching the driver (a callback's
   ``on_trial_result``), with Ray already running, for a trainable that reports at once.
   Each child process runs ``fit()`` several times: the first in a fresh Ray (its worker
-  processes still starting) and the rest once Ray is warm;
+  processes still starting) and the rest once Ray is warm. ``tune_core_keep`` is
+  tune_core with ``TuneConfig(keep_workers_s=60)``: a fit() after the first one starts
+  its trial in the worker process the previous fit() left;
 * Ray's own floor under that: a 1-CPU placement group and a trivial actor in it, from the
   request to the actor's first reply (every trial's worker is such an actor), measured in
   the same process after the fits. Ray reuses an idle worker process it started ahead
@@ -30,7 +32,7 @@ import tempfile
 import textwrap
 import time
 
-SYSTEMS = ("tune_core", "ray_tune", "ray_tune_reuse")
+SYSTEMS = ("tune_core", "tune_core_keep", "ray_tune", "ray_tune_reuse")
 _IMPORTS = {"tune_core": "import tune_core", "ray_tune": "from ray import tune"}
 
 _CHILD = textwrap.dedent("""
@@ -41,9 +43,11 @@ _CHILD = textwrap.dedent("""
     ray.init(address="local", num_cpus=cpus, include_dashboard=False,
              configure_logging=False, log_to_driver=False)
     FIRST = []
-    if system == "tune_core":
+    if system.startswith("tune_core"):
         import tune_core as tune
-        base, extra = tune.Callback, {}
+        # tune_core_keep: idle workers outlive fit() for the next one (keep_workers_s)
+        base, extra = tune.Callback, {"keep_workers_s": 60.0} if system == "tune_core_keep" \
+            else {}
     else:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         from ray import tune
@@ -69,6 +73,8 @@ _CHILD = textwrap.dedent("""
         walls.append(time.perf_counter() - start)
         to_first.append(FIRST[0] - start if FIRST else None)
         assert not results.errors, results.errors
+    if system == "tune_core_keep":
+        tune.release_workers()  # they hold the CPUs the floor's probe needs
     # Ray's own floor: a 1-CPU placement group and an actor in it, to its first reply
     # (what any trial's worker costs before tune_core's code runs in it).
     from ray.util.placement_group import placement_group, remove_placement_group
@@ -134,7 +140,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--import-runs", type=int, default=7)
     parser.add_argument("--fits", type=int, default=3, help="fit() calls per child process")
     parser.add_argument("--cpus", type=int, default=2)
-    parser.add_argument("--systems", nargs="+", default=["tune_core", "ray_tune"],
+    parser.add_argument("--systems", nargs="+", default=["tune_core", "tune_core_keep",
+                                                         "ray_tune"],
                         choices=SYSTEMS)
     parser.add_argument("--output", default="release_tests/results/startup.json")
     args = parser.parse_args(argv)

@@ -5,6 +5,9 @@ Optuna's TPE sampler with the same seed everywhere:
 
 * ``optuna``: ``study.optimize`` in one process (the reference);
 * ``tune_core``: ``searchers.optuna.OptunaSearch`` through ``tune.Tuner``;
+* ``tune_core_keep``: the same, after an untimed one-trial ``fit()`` with
+  ``TuneConfig(keep_workers_s=60)``, whose worker the timed ``fit()`` starts in (a driver
+  that tunes again and again);
 * ``ray_tune`` / ``ray_tune_reuse``: Ray Tune with its ``OptunaSearch`` (defaults, and
   ``reuse_actors=True``).
 
@@ -29,7 +32,7 @@ import tempfile
 import textwrap
 import time
 
-SYSTEMS = ("optuna", "tune_core", "ray_tune", "ray_tune_reuse")
+SYSTEMS = ("optuna", "tune_core", "tune_core_keep", "ray_tune", "ray_tune_reuse")
 
 _CHILD = textwrap.dedent("""
     import json, os, sys, time
@@ -59,10 +62,10 @@ _CHILD = textwrap.dedent("""
     ray.init(address="local", num_cpus=cpus, include_dashboard=False,
              configure_logging=False, log_to_driver=False)
     ray_init_s = time.perf_counter() - t
-    if system == "tune_core":
+    if system.startswith("tune_core"):
         import tune_core as tune
         from searchers.optuna import OptunaSearch
-        extra = {}
+        extra = {"keep_workers_s": 60.0} if system == "tune_core_keep" else {}
     else:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         from ray import tune
@@ -103,6 +106,12 @@ _CHILD = textwrap.dedent("""
                     FIRST_START.append(time.perf_counter())
         callbacks.append(FirstStart())
 
+    if system == "tune_core_keep":  # an earlier fit() leaves its worker (untimed)
+        tune.Tuner(objective, param_space={"x": 0.5}, tune_config=tune.TuneConfig(**extra),
+                   run_config=tune.RunConfig(storage_path=storage, name="earlier",
+                                             verbose=0)).fit()
+        PHASES.clear()
+        FIRST_START.clear()
     tuner = tune.Tuner(
         objective, param_space={"x": tune.uniform(0.0, 1.0)},
         tune_config=tune.TuneConfig(
@@ -142,7 +151,7 @@ def run_system(system: str, args: argparse.Namespace) -> dict:
         proc = subprocess.run(
             [sys.executable, "-c", _CHILD, system, str(args.num_trials), str(args.cpus),
              str(args.seed), str(args.max_concurrent),
-             _mode(args) if system == "tune_core" else "none", storage],
+             _mode(args) if system.startswith("tune_core") else "none", storage],
             capture_output=True, text=True, timeout=3600)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):

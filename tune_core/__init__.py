@@ -20,7 +20,7 @@ from tune_core.stopper import Stopper
 from tune_core.trainable import (
     Trainable, TuneContext, get_checkpoint, get_context, report, with_parameters,
     with_resources)
-from tune_core.tuner import Tuner
+from tune_core.tuner import Tuner, release_workers
 
 __version__ = "0.1.0"
 
@@ -47,7 +47,8 @@ def create_searcher(name: str, **kwargs):
 
 __all__ = [
     # running
-    "Tuner", "TuneConfig", "RunConfig", "CheckpointConfig", "FailureConfig", "SyncConfig",
+    "Tuner", "release_workers", "TuneConfig", "RunConfig", "CheckpointConfig",
+    "FailureConfig", "SyncConfig",
     # trainables
     "Trainable", "report", "get_checkpoint", "get_context", "TuneContext", "Checkpoint",
     "with_parameters", "with_resources", "PlacementGroupFactory",

@@ -37,6 +37,10 @@ class TuneConfig:
         reuse_actors: None (default) reuses worker processes between trials of the same
             resource shape, with a fresh trainable each time; True also reuses a class
             trainable's object through ``reset_config``; False starts a new worker per trial.
+        keep_workers_s: seconds that idle worker processes outlive ``fit()``, for the next
+            ``fit()`` in this driver process to start its trials in them at once instead of
+            starting new processes (which takes Ray 0.5-1 s each). Meanwhile they keep
+            their CPUs/GPUs reserved. 0 (default): they end when ``fit()`` returns.
         trial_name_creator: ``f(trial) -> str`` naming trials in the console.
         trial_dirname_creator: ``f(trial) -> str`` naming trial directories.
     """
@@ -49,6 +53,7 @@ class TuneConfig:
     max_concurrent_trials: Optional[int] = None
     time_budget_s: Union[None, float, datetime.timedelta] = None
     reuse_actors: Optional[bool] = None
+    keep_workers_s: float = 0.0
     trial_name_creator: Optional[Callable[[Any], str]] = None
     trial_dirname_creator: Optional[Callable[[Any], str]] = None
 
@@ -78,6 +83,15 @@ class TuneConfig:
                        "use a number of seconds > 0, a datetime.timedelta, or None")
         if self.reuse_actors not in (None, True, False):
             raise _bad("TuneConfig", "reuse_actors", self.reuse_actors, "use None, True or False")
+        if isinstance(self.keep_workers_s, bool) or \
+                not isinstance(self.keep_workers_s, (int, float)) or \
+                not 0 <= self.keep_workers_s < float("inf"):
+            raise _bad("TuneConfig", "keep_workers_s", self.keep_workers_s,
+                       "use a number of seconds >= 0 (0 ends idle workers with fit())")
+        if self.keep_workers_s and self.reuse_actors is False:
+            raise ValueError(f"TuneConfig(keep_workers_s={self.keep_workers_s!r}) keeps worker "
+                             "processes for reuse, but reuse_actors=False asks for a new one "
+                             "per trial; use one or the other")
         for name in ("trial_name_creator", "trial_dirname_creator"):
             value = getattr(self, name)
             if value is not None and not callable(value):

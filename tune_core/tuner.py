@@ -44,6 +44,15 @@ def _check_trainable(trainable: Any) -> None:
                         "or a tune.Trainable subclass")
 
 
+
+def release_workers() -> int:
+    """End now the idle worker processes that ``TuneConfig(keep_workers_s=...)`` kept
+    after a ``fit()`` (freeing the CPUs/GPUs they hold) instead of when that time is up.
+    Returns how many there were. ``ray.shutdown()`` ends them too."""
+    executor = sys.modules.get("tune_core.execution.ray_executor")
+    return executor.release_kept_workers() if executor is not None else 0
+
+
 class Tuner:
     """Runs a hyperparameter search.
 
@@ -325,13 +334,15 @@ class Tuner:
         executor = RayExecutor(self._trainable, reuse_actors=tc.reuse_actors,
                                experiment_name=rc.name or trainable_name,
                                stop_timeout=_env_seconds("TUNE_FORCE_TRIAL_CLEANUP_S", 30.0),
-                               log_files=rc.log_files())
+                               log_files=rc.log_files(), keep_workers_s=tc.keep_workers_s)
         executor.setup()
-        # Nothing may leave a worker behind: a started one holds resources until the
-        # executor shuts down (controller.run does that once it runs).
+        # Nothing may leave a worker behind: the prestarted one holds resources until
+        # the executor shuts down (controller.run does that once it runs).
         try:
             if has_static_resources(self._trainable):
                 self._check_static_resources(executor)
+                # The first trial's worker starts while the rest of the setup runs.
+                executor.prestart(resolve_resources(self._trainable, {}))
             if ctx.is_local and len(executor.largest_node_resources()) > 1:
                 self._check_shared_storage(executor, path)
             if self._restore is None:

@@ -483,3 +483,21 @@ def test_multi_bundle_placement_group_hosts_the_trials_own_tasks(tmp_path):
     assert results.num_errors == 0, results.errors
     assert all(r.metrics["same_pg"] and r.metrics["pg"] for r in results)
 
+
+def test_a_setup_error_after_the_first_worker_started_leaves_no_worker_behind(tmp_path):
+    """fit() starts the first trial's worker early, while it sets up; an error later in
+    the setup must still release it (its CPU would be lost to the session)."""
+    import ray
+
+    def train_fn(config):
+        tune.report({"x": 1})
+
+    with pytest.raises(ValueError, match="only apply to class trainables"):
+        tune.Tuner(train_fn, run_config=quiet(
+            tmp_path, checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=2))).fit()
+    deadline = time.monotonic() + 30
+    while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ray.available_resources().get("CPU", 0) == 2
+    # and the next experiment runs as usual
+    assert tune.Tuner(train_fn, run_config=quiet(tmp_path)).fit()[0].metrics["x"] == 1

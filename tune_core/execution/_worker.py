@@ -27,6 +27,8 @@ from tune_core.trainable.trainable import Trainable, _load_from, _save_into
 
 # A result buffer this long lets a fast trial run ahead of the driver a little.
 DEFAULT_LOOKAHEAD = 32
+# How long ``start`` waits for a trial that may end at once before it replies.
+DEFAULT_START_WAIT = 0.02
 
 _OUR_FILES = (os.path.abspath(__file__), os.path.abspath(session_mod.__file__),
               os.path.abspath(sys.modules[Trainable.__module__].__file__))
@@ -119,14 +121,12 @@ class TrialWorker:
 
     def __init__(self, trainable: Any, reuse_object: bool = False,
                  lookahead: int = DEFAULT_LOOKAHEAD,
-                 log_files: Tuple[Optional[str], Optional[str]] = (None, None)) -> None:
-        self._trainable = trainable
-        self._log_files = log_files
+                 log_files: Tuple[Optional[str], Optional[str]] = (None, None),
+                 start_wait: float = DEFAULT_START_WAIT) -> None:
+        self._start_wait = start_wait
         self._redirect: Optional[_Redirect] = None
-        self._is_class = inspect.isclass(trainable)
-        self._reuse_object = reuse_object and self._is_class
-        self._lookahead = lookahead
         self._obj: Optional[Trainable] = None
+        self._configure(trainable, reuse_object, lookahead, log_files)
         self._session: Optional[_TrialSession] = None
         self._thread: Optional[threading.Thread] = None
         self._outcome: Optional[Dict[str, Any]] = None
@@ -141,13 +141,36 @@ class TrialWorker:
         except Exception:  # running outside Ray (tests of this class)
             self._node_ip = "127.0.0.1"
 
+    def _configure(self, trainable: Any, reuse_object: bool, lookahead: int,
+                   log_files: Tuple[Optional[str], Optional[str]]) -> None:
+        """The experiment this worker serves: set when it is made, and again when a
+        later experiment in the same driver takes it over (``start(..., setup=...)``)."""
+        if self._obj is not None:  # a reused object of the previous experiment's
+            obj, self._obj = self._obj, None
+            try:
+                obj.cleanup()
+            except Exception:
+                traceback.print_exc(file=sys.stderr)
+        self._trainable = trainable
+        self._log_files = tuple(log_files)
+        self._is_class = inspect.isclass(trainable)
+        self._reuse_object = reuse_object and self._is_class
+        self._lookahead = lookahead
+
     def ready(self) -> Dict[str, Any]:
         return {"node_ip": self._node_ip, "pid": os.getpid()}
 
     # --- control, called by the executor ----------------------------------------------------
-    def start(self, launch: TrialLaunch) -> Dict[str, Any]:
+    def start(self, launch: TrialLaunch, trainable: Any = None,
+              setup: Optional[Tuple[bool, int, Tuple[Optional[str], Optional[str]]]] = None
+              ) -> Dict[str, Any]:
+        """Start a trial. ``trainable`` and ``setup`` (the rest of ``_configure``'s
+        arguments) come with the first trial of a new experiment in a worker kept from an
+        earlier one."""
         if self._thread is not None and self._thread.is_alive():
             raise RuntimeError("TrialWorker.start while a trial is still running")
+        if setup is not None:
+            self._configure(trainable, *setup)
         workdir = launch.trial_dir
         if launch.storage is not None:
             workdir = launch.storage.worker_trial_dir(os.path.basename(launch.trial_dir))
@@ -177,7 +200,14 @@ class TrialWorker:
         self._thread = threading.Thread(target=self._guard, args=(target, launch), daemon=True,
                                         name=f"trial-{launch.trial_id}")
         self._thread.start()
-        return self.ready()
+        info = self.ready()
+        if self._start_wait > 0 and not launch.sync_results:
+            # A trial that ends at once (a tiny objective) sends its results and its end
+            # with this reply: one round trip per trial instead of two.
+            self._thread.join(self._start_wait)
+            if not self._thread.is_alive():
+                info["fetched"] = self.fetch(0)
+        return info
 
     def fetch(self, timeout: float = 2.0, ack: bool = True) -> Dict[str, Any]:
         """Results reported since the last fetch; waits up to ``timeout`` for the first.

@@ -3,7 +3,9 @@
 Worker processes are reused by default: when a trial ends, its actor and placement
 group wait in a pool keyed by resource shape, and the next trial with the same
 shape starts in it at once (a fresh session and trainable object every time).
-Starting a new process costs hundreds of milliseconds; reuse costs one call.
+Starting a new process costs hundreds of milliseconds; reuse costs one call. With
+``keep_workers_s`` the idle workers also outlive the experiment, for the next one in the
+same driver process (``_KeptWorkers``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import logging
+import threading
 import time
 import uuid
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -29,13 +32,16 @@ from tune_core.execution.placement_groups import PlacementGroupFactory
 logger = logging.getLogger(__name__)
 
 _EPS = 1e-9
+# A new worker that waits this long while idle workers exist may be waiting for them.
+_IDLE_BLOCKS_S = 5.0
 
 
 class _Slot:
     """One worker actor with its placement group."""
 
     __slots__ = ("actor", "pg", "shape", "trial_id", "trial_name", "stop_requested", "pause",
-                 "stop_deadline", "healthy", "node_ip", "pid", "launch", "reused")
+                 "stop_deadline", "healthy", "node_ip", "pid", "launch", "reused", "kept",
+                 "started_at")
 
     def __init__(self, actor: Any, pg: Any, shape: PlacementGroupFactory) -> None:
         self.actor = actor
@@ -51,6 +57,113 @@ class _Slot:
         self.pid = 0
         self.launch: Optional[TrialLaunch] = None
         self.reused = False  # taken from the pool of idle workers
+        self.kept = False  # kept from an earlier experiment: its next start sets it up
+        self.started_at = 0.0  # when its current trial's start was asked for
+
+
+def _kill(slot: _Slot) -> None:
+    """Ends a worker and frees its placement group (no accounting)."""
+    try:
+        ray.kill(slot.actor, no_restart=True)
+    except Exception:
+        pass
+    if slot.pg is not None:
+        try:
+            remove_placement_group(slot.pg)
+        except Exception:
+            pass
+
+
+def _pg_pending(pg: Any) -> bool:
+    try:
+        from ray.util import placement_group_table
+
+        return placement_group_table(pg).get("state") == "PENDING"
+    except Exception:
+        return False
+
+
+def _ray_session() -> Optional[str]:
+    """Names the running Ray instance: actor handles of another one mean nothing."""
+    if not ray.is_initialized():
+        return None
+    try:
+        ctx = ray.get_runtime_context()
+        return f"{ctx.get_session_name()}:{ctx.get_job_id()}"
+    except Exception:
+        return None
+
+
+class _KeptWorkers:
+    """Idle workers an experiment left for the next one in this driver process
+    (``TuneConfig(keep_workers_s=...)``).
+
+    Each keeps its placement group, so its CPUs/GPUs stay reserved, until a later
+    experiment takes it over or ``keep_s`` pass; then a timer thread ends it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._slots: List[Tuple[_Slot, float]] = []  # (slot, monotonic deadline)
+        self._session: Optional[str] = None
+        self._timer: Optional[threading.Timer] = None
+
+    def put(self, slots: List[_Slot], keep_s: float) -> None:
+        session = _ray_session()
+        if session is None:
+            return
+        deadline = time.monotonic() + keep_s
+        with self._lock:
+            if self._session != session:
+                self._slots = []
+            self._session = session
+            for slot in slots:
+                slot.kept = True
+                self._slots.append((slot, deadline))
+            self._arm()
+
+    def take(self) -> List[_Slot]:
+        """All kept workers (of this Ray instance), for the experiment that starts now."""
+        with self._lock:
+            slots = [slot for slot, _ in self._slots] \
+                if self._session is not None and self._session == _ray_session() else []
+            self._slots = []
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        return slots
+
+    def _arm(self) -> None:  # with the lock held
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._slots:
+            wait = max(0.0, min(d for _, d in self._slots) - time.monotonic())
+            self._timer = threading.Timer(wait, self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            gone = [slot for slot, d in self._slots if d <= now]
+            self._slots = [(slot, d) for slot, d in self._slots if d > now]
+            same = self._session is not None and self._session == _ray_session()
+            self._timer = None
+            self._arm()
+        if same:
+            for slot in gone:
+                _kill(slot)
+
+
+_KEPT = _KeptWorkers()
+
+
+def release_kept_workers() -> int:
+    """Ends the workers kept for a next experiment now; returns how many there were."""
+    slots = _KEPT.take()
+    for slot in slots:
+        _kill(slot)
+    return len(slots)
 
 
 def _path_exists(path: str) -> bool:
@@ -71,6 +184,8 @@ class RayExecutor(Executor):
         reuse_actors: None (default) reuses worker processes with a fresh trainable per
             trial; True also keeps a class trainable's object and calls ``reset_config``;
             False starts a new actor (named after its trial) for every trial.
+        keep_workers_s: with reuse, idle workers outlive ``shutdown`` by this many seconds
+            for the next experiment in this driver process (0: they end with it).
         stop_timeout: seconds a class trainable may take to stop (finish its step,
             save, clean up) before its worker is killed.
         function_stop_timeout: the same for a function trainable, which stops at its
@@ -81,8 +196,10 @@ class RayExecutor(Executor):
                  stop_timeout: float = 30.0, function_stop_timeout: float = 2.0,
                  fetch_timeout: float = 2.0,
                  lookahead: int = DEFAULT_LOOKAHEAD, experiment_name: str = "tune",
-                 log_files: Tuple[Optional[str], Optional[str]] = (None, None)) -> None:
+                 log_files: Tuple[Optional[str], Optional[str]] = (None, None),
+                 keep_workers_s: float = 0.0) -> None:
         self._trainable = trainable
+        self._keep_workers_s = keep_workers_s
         self._log_files = tuple(log_files)
         self._reuse_actors = reuse_actors
         self._stop_timeout = stop_timeout if inspect.isclass(trainable) else \
@@ -102,6 +219,7 @@ class RayExecutor(Executor):
         self._nodes: List[Dict[str, float]] = []
         self._counter = itertools.count()
         self._uid = uuid.uuid4().hex[:4]  # keeps actor names unique across experiments
+        self._next_unblock_check = 0.0
 
     # --- setup --------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -113,6 +231,14 @@ class RayExecutor(Executor):
         self._trainable_ref = ray.put(self._trainable)
         self._worker_cls = ray.remote(TrialWorker)
         self.refresh_resources()
+        # Workers an earlier experiment left: this one's idle pool (or their resources).
+        for slot in _KEPT.take():
+            if self._reuse_processes():
+                slot.healthy, slot.reused = True, False
+                self._idle.setdefault(slot.shape, []).append(slot)
+                self._take(slot.shape.required_resources, +1)
+            else:
+                _kill(slot)
 
     def refresh_resources(self) -> None:
         self._nodes = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
@@ -178,6 +304,21 @@ class RayExecutor(Executor):
                     free[k] = free.get(k, 0.0) + v
         return _fits(free, need)
 
+    def prestart(self, shape: PlacementGroupFactory, count: int = 1) -> int:
+        """Start up to ``count`` workers for trials of ``shape`` now, into the pool of
+        idle workers, so that the process start (hundreds of milliseconds) overlaps the
+        rest of the experiment's setup instead of delaying its first trial. Only with
+        worker reuse, only as many as fit, and counting idle workers of that shape (kept
+        from an earlier experiment); returns how many were started."""
+        if not self._reuse_processes():
+            return 0
+        started = 0
+        while len(self._idle.get(shape, ())) < count and \
+                _fits(self._free(), shape.required_resources):
+            self._idle.setdefault(shape, []).append(self._new_slot(shape, ""))
+            started += 1
+        return started
+
     # --- trial control ------------------------------------------------------------------------
     def start_trial(self, launch: TrialLaunch) -> None:
         shape = launch.resources
@@ -191,8 +332,15 @@ class RayExecutor(Executor):
         slot.stop_requested = False
         slot.pause = False
         slot.launch, slot.reused = launch, reused
+        slot.started_at = time.monotonic()
         self._slots[launch.trial_id] = slot
-        self._refs[slot.actor.start.remote(launch)] = ("start", slot)
+        if slot.kept:  # from an earlier experiment: it learns about this one first
+            slot.kept = False
+            setup = (self._reuse_actors is True, self._lookahead, self._log_files)
+            ref = slot.actor.start.remote(launch, self._trainable_ref, setup)
+            self._refs[ref] = ("start", slot)
+        else:
+            self._refs[slot.actor.start.remote(launch)] = ("start", slot)
 
     def _pop_idle(self, shape: PlacementGroupFactory) -> Optional[_Slot]:
         slots = self._idle.get(shape)
@@ -239,15 +387,7 @@ class RayExecutor(Executor):
     def _destroy(self, slot: Optional[_Slot]) -> None:
         if slot is None:
             return
-        try:
-            ray.kill(slot.actor, no_restart=True)
-        except Exception:
-            pass
-        if slot.pg is not None:
-            try:
-                remove_placement_group(slot.pg)
-            except Exception:
-                pass
+        _kill(slot)
         self._take(slot.shape.required_resources, -1)
 
     def _release(self, slot: _Slot) -> None:
@@ -259,6 +399,34 @@ class RayExecutor(Executor):
             self._idle.setdefault(slot.shape, []).append(slot)
         else:
             self._destroy(slot)
+
+    def _unblock_new_workers(self) -> None:
+        """Idle workers must not keep a new worker's placement group from being placed.
+
+        They cannot when the cluster is as large as counted (a new worker is only made
+        when its resources are free), but they can when it is smaller: a lost node that
+        Ray has not declared dead yet. So when a new worker has waited long for its
+        start and its placement group is still pending, the idle workers are ended.
+        """
+        if not self._idle:
+            return
+        now = time.monotonic()
+        if now < self._next_unblock_check:
+            return
+        self._next_unblock_check = now + 1.0
+        waiting = [s for s in self._slots.values() if not s.reused and not s.pid
+                   and s.pg is not None and now - s.started_at > _IDLE_BLOCKS_S]
+        if not any(_pg_pending(s.pg) for s in waiting):
+            return
+        logger.debug("A new worker's placement group has waited over %.0f s; ending the "
+                     "idle workers, whose resources it may need", _IDLE_BLOCKS_S)
+        try:
+            self.refresh_resources()
+        except Exception:
+            logger.debug("Could not refresh the cluster's resources", exc_info=True)
+        for shape in list(self._idle):
+            while self._idle.get(shape):
+                self._destroy(self._pop_idle(shape))
 
     def stop_trial(self, trial_id: str) -> None:
         self._request_stop(trial_id, pause=False)
@@ -299,6 +467,7 @@ class RayExecutor(Executor):
         elif not events and timeout > 0:
             time.sleep(min(timeout, 0.05))
         self._kill_stuck(events)
+        self._unblock_new_workers()
         return events
 
     def _on_started(self, ref: Any, slot: _Slot, events: List[ExecutorEvent]) -> None:
@@ -320,12 +489,15 @@ class RayExecutor(Executor):
             return
         slot.node_ip, slot.pid = info["node_ip"], info["pid"]
         events.append(TrialStarted(trial_id, slot.node_ip, slot.pid))
+        if "fetched" in info:  # it ended already; everything came with the reply
+            self._took(info["fetched"], slot, events)
+            return
         if slot.stop_requested:
             slot.actor.stop.remote(slot.pause, trial_id)
         self._refs[slot.actor.fetch.remote(self._fetch_timeout)] = ("fetch", slot)
 
     def _on_fetched(self, ref: Any, slot: _Slot, events: List[ExecutorEvent]) -> None:
-        trial_id = slot.trial_id
+        trial_id = slot.trial_id  # (releasing the slot forgets it)
         try:
             out = ray.get(ref)
         except Exception as exc:  # the worker process died
@@ -335,6 +507,11 @@ class RayExecutor(Executor):
             else:
                 events.append(self._failure(trial_id, exc, "died"))
             return
+        self._took(out, slot, events)
+
+    def _took(self, out: Dict[str, Any], slot: _Slot, events: List[ExecutorEvent]) -> None:
+        """The events of what a worker's ``fetch`` returned."""
+        trial_id = slot.trial_id
         results, state = out["results"], out["state"]
         # After a pause the trial's last results (up to its checkpoint) still count.
         if results and (not slot.stop_requested or slot.pause):
@@ -401,7 +578,15 @@ class RayExecutor(Executor):
         for slot in list(self._slots.values()):
             slot.healthy = False
             self._release(slot)
+        kept: List[_Slot] = []
         for shape in list(self._idle):
             while self._idle.get(shape):
-                self._destroy(self._pop_idle(shape))
+                slot = self._pop_idle(shape)
+                if self._keep_workers_s > 0 and slot is not None and slot.healthy:
+                    kept.append(slot)
+                    self._take(slot.shape.required_resources, -1)
+                else:
+                    self._destroy(slot)
+        if kept:
+            _KEPT.put(kept, self._keep_workers_s)
         self._refs.clear()
