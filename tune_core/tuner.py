@@ -304,7 +304,41 @@ class Tuner:
         """
         import ray
 
+        tc, rc = self._tune_config, self._run_config
+        trainable_name = get_trainable_name(self._trainable)
+        # With Ray running, the first trial's worker (a new process: 0.5-1 s) starts now
+        # and the rest of the setup (imports, storage, the searcher) runs meanwhile.
+        executor = self._start_executor(trainable_name) if ray.is_initialized() else None
+        # Nothing may leave a worker behind: a started one holds resources until the
+        # executor shuts down (controller.run does that once it runs).
+        try:
+            return self._fit(executor, trainable_name)
+        except BaseException:
+            if executor is not None:
+                executor.shutdown()
+            raise
+
+    def _start_executor(self, trainable_name: str) -> Any:
         from tune_core.execution.ray_executor import RayExecutor
+
+        tc, rc = self._tune_config, self._run_config
+        executor = RayExecutor(self._trainable, reuse_actors=tc.reuse_actors,
+                               experiment_name=rc.name or trainable_name,
+                               stop_timeout=_env_seconds("TUNE_FORCE_TRIAL_CLEANUP_S", 30.0),
+                               log_files=rc.log_files(), keep_workers_s=tc.keep_workers_s)
+        executor.setup()
+        try:
+            if has_static_resources(self._trainable):
+                self._check_static_resources(executor)
+                executor.prestart(resolve_resources(self._trainable, {}))
+        except BaseException:
+            executor.shutdown()
+            raise
+        return executor
+
+    def _fit(self, executor: Any, trainable_name: str) -> ResultGrid:
+        import ray
+
         from tune_core.execution.tune_controller import TuneController
         from tune_core.logger import CSVLoggerCallback, JsonLoggerCallback
         from tune_core.progress_reporter import ProgressReporterCallback
@@ -316,7 +350,6 @@ class Tuner:
         from tune_core.experiment.syncer import ExperimentSyncer
 
         tc, rc = self._tune_config, self._run_config
-        trainable_name = get_trainable_name(self._trainable)
         ctx = self._storage(trainable_name)
         name = ctx.experiment_name
         path = self._prepare_local_dir(ctx)
@@ -329,20 +362,11 @@ class Tuner:
             search_alg = self._search_alg()
             scheduler = self._scheduler()
         stopper = self._stopper()
-        if not ray.is_initialized():
-            ray.init(ignore_reinit_error=True)
-        executor = RayExecutor(self._trainable, reuse_actors=tc.reuse_actors,
-                               experiment_name=rc.name or trainable_name,
-                               stop_timeout=_env_seconds("TUNE_FORCE_TRIAL_CLEANUP_S", 30.0),
-                               log_files=rc.log_files(), keep_workers_s=tc.keep_workers_s)
-        executor.setup()
-        # Nothing may leave a worker behind: the prestarted one holds resources until
-        # the executor shuts down (controller.run does that once it runs).
+        if executor is None:
+            if not ray.is_initialized():
+                ray.init(ignore_reinit_error=True)
+            executor = self._start_executor(trainable_name)
         try:
-            if has_static_resources(self._trainable):
-                self._check_static_resources(executor)
-                # The first trial's worker starts while the rest of the setup runs.
-                executor.prestart(resolve_resources(self._trainable, {}))
             if ctx.is_local and len(executor.largest_node_resources()) > 1:
                 self._check_shared_storage(executor, path)
             if self._restore is None:
