@@ -330,11 +330,24 @@ class Tuner:
         try:
             if has_static_resources(self._trainable):
                 self._check_static_resources(executor)
-                executor.prestart(resolve_resources(self._trainable, {}))
+                executor.prestart(resolve_resources(self._trainable, {}), self._first_wave())
         except BaseException:
             executor.shutdown()
             raise
         return executor
+
+    def _first_wave(self) -> int:
+        """How many trials start at once at the beginning, as far as the config says
+        (the executor caps it by the free resources). One with a searcher of the user's:
+        it may hold trials back, and an idle worker holds its CPU for nothing."""
+        from tune_core.search.variant_generator import count_grid_points
+
+        tc = self._tune_config
+        if tc.search_alg is not None or self._restore is not None:
+            return 1
+        wave = tc.num_samples * count_grid_points(self._param_space) \
+            if tc.num_samples > 0 else 1 << 30
+        return max(1, min(wave, tc.max_concurrent_trials or wave))
 
     def _fit(self, executor: Any, trainable_name: str) -> ResultGrid:
         import ray
