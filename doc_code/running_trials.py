@@ -21,3 +21,14 @@ results = tune.Tuner(
     run_config=tune.RunConfig(storage_path=STORAGE, verbose=0),
 ).fit()
 assert results.num_errors == 0
+
+
+def quick_fn(config):
+    tune.report({"pid": os.getpid(), "lr": config["lr"]})
+
+
+for lr in (0.1, 0.01):  # each fit() after the first starts in the worker the last one kept
+    tune.Tuner(quick_fn, param_space={"lr": lr},
+               tune_config=tune.TuneConfig(keep_workers_s=60),
+               run_config=tune.RunConfig(storage_path=STORAGE, verbose=0)).fit()
+tune.release_workers()  # done tuning: free their CPUs now rather than in 60 s
