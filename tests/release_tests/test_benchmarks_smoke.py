@@ -54,11 +54,12 @@ def test_multinode_storage_smoke(tmp_path):
 _SMOKE = {
     "result_throughput": ["--num-trials", "2", "--results-per-trial", "3",
                           "--systems", "tune_core", "ray_tune"],
-    "startup": ["--import-runs", "1", "--fits", "1", "--systems", "tune_core", "ray_tune"],
+    "startup": ["--import-runs", "1", "--fits", "2", "--systems", "tune_core", "tune_core_keep",
+                "ray_tune"],
     "scale": ["--num-trials", "6", "--ray-tune-trials", "2", "--checkpoint-every", "2",
               "--systems", "tune_core", "ray_tune_reuse"],
     "vs_inprocess": ["--num-trials", "3", "--systems", "optuna", "tune_core",
-                     "ray_tune_reuse", "--profile"],
+                     "tune_core_keep", "ray_tune_reuse", "--profile"],
 }
 
 
@@ -104,6 +105,8 @@ def test_startup_smoke(smoke_runs):
         assert out["first_result_cold_ray_s"] > 0
     assert "first_result_speedup_vs_ray_tune" in figures
     assert "import after ray" in stdout and "first result" in stdout
+    # the second fit() with keep_workers_s started in the worker the first one kept
+    assert figures["systems"]["tune_core_keep"]["first_result_warm_median_s"] > 0
 
 
 def test_scale_smoke(smoke_runs):
@@ -122,9 +125,10 @@ def test_scale_smoke(smoke_runs):
 
 def test_vs_inprocess_smoke(smoke_runs):
     stdout, figures = _finished(smoke_runs, "vs_inprocess")
-    for system in ("optuna", "tune_core", "ray_tune_reuse"):
+    for system in ("optuna", "tune_core", "tune_core_keep", "ray_tune_reuse"):
         out = figures["systems"][system]
         assert out["trials"] == 3 and out["errors"] == 0 and out["wall_s"] > 0
+    assert "ratio_tune_core_keep_vs_optuna" in figures
     assert "cumulative" in figures["systems"]["tune_core"]["profile_top15"]
     assert "ratio_tune_core_vs_optuna" in figures and "speedup_vs_ray_tune_reuse" in figures
     assert "optuna wall time" in stdout
