@@ -88,6 +88,21 @@ def test_reuse_actors_false_does_not_take_kept_workers(tmp_path):
     assert _free_cpus_become(2)
 
 
+def test_workers_kept_in_a_ray_instance_that_was_shut_down_are_not_used(tmp_path):
+    import ray
+
+    from tests.conftest import _init_local_ray
+
+    first = _fit(report_pid, tmp_path, "a", keep_workers_s=60)
+    assert first.num_errors == 0, first.errors
+    ray.shutdown()  # the kept worker ended with its Ray instance
+    _init_local_ray()
+    assert tune.release_workers() == 0  # its handle is not offered to the new instance
+    second = _fit(report_pid, tmp_path, "b", keep_workers_s=60)
+    assert second.num_errors == 0, second.errors
+    assert second[0].metrics["pid"] != first[0].metrics["pid"]
+
+
 @pytest.mark.parametrize("bad", [-1, "10", True, float("inf"), None])
 def test_bad_keep_workers_s_is_named(bad):
     with pytest.raises(ValueError, match=r"keep_workers_s=.*seconds >= 0"):
