@@ -44,7 +44,6 @@ def _check_trainable(trainable: Any) -> None:
                         "or a tune.Trainable subclass")
 
 
-
 def release_workers() -> int:
     """End now the idle worker processes that ``TuneConfig(keep_workers_s=...)`` kept
     after a ``fit()`` (freeing the CPUs/GPUs they hold) instead of when that time is up.
@@ -304,7 +303,6 @@ class Tuner:
         """
         import ray
 
-        tc, rc = self._tune_config, self._run_config
         trainable_name = get_trainable_name(self._trainable)
         # With Ray running, the first trial's worker (a new process: 0.5-1 s) starts now
         # and the rest of the setup (imports, storage, the searcher) runs meanwhile.
