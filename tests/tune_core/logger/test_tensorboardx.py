@@ -255,8 +255,9 @@ def test_public_name():
     assert logger_pkg.TBXLoggerCallback.__doc__
 
 
-def test_writing_events_does_not_import_torch(tmp_path):
-    """tensorboardX's package would import torch (seconds) for a type alias; we keep it out."""
+def test_writing_events_imports_neither_tensorboardx_nor_torch(tmp_path):
+    """Importing tensorboardX costs a driver 0.13 s or more (boto3, its writers; torch,
+    seconds, when installed): the logger writes the files without it."""
     import subprocess
     import sys
     import textwrap
@@ -271,8 +272,8 @@ def test_writing_events_does_not_import_torch(tmp_path):
         cb.on_trial_result(iteration=1, trials=[trial], trial=trial,
                            result={{"training_iteration": 1, "loss": 1.0}})
         cb.on_trial_complete(iteration=2, trials=[trial], trial=trial)
-        assert "tensorboardX" in sys.modules and "torch" not in sys.modules
-        import torch  # and torch still imports when wanted
+        for module in ("tensorboardX", "torch", "boto3", "google.protobuf"):
+            assert module not in sys.modules, module
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
