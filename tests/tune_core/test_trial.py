@@ -45,3 +45,79 @@ def test_trials_share_their_result_keys_and_metric_names():
     assert ka == kb == "loss" and ka is kb
     assert a.last_result["hostname"] is b.last_result["hostname"]
     assert a.metric_analysis._layout is b.metric_analysis._layout
+
+
+def _finished(trial_id="t_00000", results=({"loss": 0.5, "training_iteration": 1},)):
+    from tune_core.experiment.trial import TrialStatus
+
+    trial = Trial(trial_id, {"x": 1})
+    for result in results:
+        trial.update_last_result(dict(result, time_this_iter_s=0.25, time_total_s=0.25,
+                                      pid=4242, done=False))
+    trial.set_status(TrialStatus.RUNNING)
+    trial.set_status(TrialStatus.TERMINATED)
+    return trial
+
+
+def test_a_finished_trials_last_result_reads_and_changes_as_a_dict():
+    """A finished trial keeps its last result packed (for experiments of 10,000 trials);
+    what a user reads, changes, pickles or dumps is still its dict."""
+    import copy
+    import json
+
+    trial = _finished()
+    result = trial.last_result
+    assert isinstance(result, dict)
+    assert result == {"loss": 0.5, "training_iteration": 1, "time_this_iter_s": 0.25,
+                      "time_total_s": 0.25, "pid": 4242, "done": False}
+    assert json.loads(json.dumps(result))["loss"] == 0.5
+    assert type(pickle.loads(pickle.dumps(result))) is dict
+    assert copy.deepcopy(result) == result
+    result["loss"] = 0.01  # as a callback may mark it
+    assert trial.last_result["loss"] == 0.01
+    trial.last_result["note"] = "kept"
+    assert trial.last_result["note"] == "kept" and trial.last_result["loss"] == 0.01
+    trial.last_result.pop("note")
+    assert "note" not in trial.last_result
+
+
+def test_a_stale_copy_of_a_finished_trials_result_does_not_overwrite_a_newer_one():
+    trial = _finished()
+    old = trial.last_result
+    trial.update_last_result({"loss": 0.1, "training_iteration": 2})  # it was resumed
+    old["loss"] = 99.0
+    assert trial.last_result["loss"] == 0.1
+
+
+def test_a_finished_trials_metric_analysis_is_kept_whether_it_reported_once_or_more():
+    once = _finished()
+    assert once.metric_analysis["loss"] == {"max": 0.5, "min": 0.5, "last": 0.5}
+    assert once.metric_analysis["pid"]["last"] == 4242 and "done" not in once.metric_analysis
+    more = _finished(results=[{"loss": 3.0, "training_iteration": 1},
+                              {"loss": 1.0, "training_iteration": 2},
+                              {"loss": 2.0, "training_iteration": 3}])
+    assert more.metric_analysis["loss"] == {"max": 3.0, "min": 1.0, "last": 2.0}
+    assert more.metric_analysis["training_iteration"] == {"max": 3, "min": 1, "last": 3}
+    # A finished trial that goes on (resumed after an error) folds new results into it.
+    for trial in (once, more):
+        trial.update_last_result({"loss": 0.2, "training_iteration": 4})
+    assert once.metric_analysis["loss"] == {"max": 0.5, "min": 0.2, "last": 0.2}
+    assert more.metric_analysis["loss"] == {"max": 3.0, "min": 0.2, "last": 0.2}
+    # Replacing its last result (as a restore does) keeps the analysis of the old one.
+    again = _finished()
+    again.last_result = {"loss": 7.0}
+    assert again.metric_analysis["loss"] == {"max": 0.5, "min": 0.5, "last": 0.5}
+
+
+def test_equal_floats_of_a_result_and_evaluated_params_equal_to_the_config_are_shared():
+    trial = _finished()
+    result = trial.last_result
+    assert result["time_this_iter_s"] is result["time_total_s"]
+    same = Trial("t_1", {"a": 1, "b": "x"}, evaluated_params={"a": 1, "b": "x"})
+    assert same.evaluated_params == {"a": 1, "b": "x"} and same.evaluated_params is same.config
+    other = Trial("t_2", {"a": 1, "b": "x"}, evaluated_params={"a": 1})
+    assert other.evaluated_params == {"a": 1}
+    zeros = Trial("t_3", {})
+    zeros.update_last_result({"a": -0.0, "b": 0.0})  # equal, but not the same number
+    assert math.copysign(1, zeros.last_result["a"]) == -1
+    assert math.copysign(1, zeros.last_result["b"]) == 1

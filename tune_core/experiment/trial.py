@@ -21,19 +21,34 @@ __all__ = ["Trial", "TrialStatus", "TrialSnapshot", "MetricAnalysis", "new_trial
 # 10,000 trials would otherwise keep 10,000 copies of each.
 # (``date`` changes once a second: the trials that end within that second share it.)
 _INTERNED_VALUES = frozenset(("hostname", "node_ip", "date"))
+# Integers that repeat across trials (a worker's pid, the second a result was made): one
+# object per value, as for the strings above.
+_SHARED_INTS = frozenset(("pid", "timestamp"))
+_INTS: Dict[int, int] = {}
 
 
 def _compact_result(result: Mapping[str, Any], trial_id: str) -> Dict[str, Any]:
     intern = sys.intern
     out: Dict[str, Any] = {}
+    floats: Dict[float, float] = {}
     for key, value in result.items():
         if type(key) is str:
             key = intern(key)
-            if type(value) is str:
+            kind = type(value)
+            if kind is str:
                 if key in _INTERNED_VALUES:
                     value = intern(value)
                 elif key == "trial_id" and value == trial_id:
                     value = trial_id
+            elif kind is float and value:
+                # Equal floats of one result (a first iteration's time_this_iter_s,
+                # time_total_s and time_since_restore) share one object. (Not zeros:
+                # 0.0 == -0.0.)
+                value = floats.setdefault(value, value)
+            elif kind is int and key in _SHARED_INTS:
+                if len(_INTS) > 4096:
+                    _INTS.clear()
+                value = _INTS.setdefault(value, value)
         out[key] = value
     return out
 
@@ -53,6 +68,16 @@ def _layout(keys: Tuple[str, ...]) -> Tuple[Tuple[str, ...], Dict[str, int]]:
     return entry
 
 
+def _same(a: Dict[str, Any], b: Dict[str, Any]) -> bool:
+    """Whether two dicts hold the same keys and values (False where values cannot say)."""
+    if len(a) != len(b):
+        return False
+    try:
+        return bool(a == b)
+    except Exception:  # e.g. numpy arrays, whose == is elementwise
+        return False
+
+
 class MetricAnalysis(Mapping[str, Mapping[str, Any]]):
     """``{metric: {"max": .., "min": .., "last": ..}}`` over a trial's numeric results.
 
@@ -65,16 +90,22 @@ class MetricAnalysis(Mapping[str, Mapping[str, Any]]):
 
     def __init__(self, stats: Optional[Mapping[str, Mapping[str, Any]]] = None) -> None:
         self._keys, self._layout = _layout(())
-        self._values: List[Any] = []
+        self._values: List[Any] = []  # a tuple once frozen
         for key, entry in (stats or {}).items():
             self._add(str(key), entry["max"], entry["min"], entry["last"])
 
     def _add(self, key: str, high: Any, low: Any, last: Any) -> None:
         self._keys, self._layout = _layout(self._keys + (sys.intern(key),))
-        self._values += (high, low, last)
+        self._values = list(self._values) + [high, low, last]
+
+    def _freeze(self) -> None:
+        """Keep the values in a tuple of their exact size (a list keeps room to grow)."""
+        self._values = tuple(self._values)  # type: ignore[assignment]
 
     def update(self, result: Mapping[str, Any]) -> None:
         """Fold one result in: every int or float value except booleans and NaN."""
+        if type(self._values) is tuple:  # frozen when its trial ended; it goes on
+            self._values = list(self._values)
         layout, values = self._layout, self._values
         for key, value in result.items():
             if type(value) is bool or not isinstance(value, (int, float)):
@@ -160,6 +191,59 @@ class TrialSnapshot:
     checkpoint: Any = None  # the newest Checkpoint (immutable reference), or None
 
 
+class _ResultDict(dict):
+    """A finished trial's last result, rebuilt from its packed form. Changing it changes
+    the trial's last result, as changing a plain ``last_result`` dict would: the first
+    change makes this dict the trial's (unless the trial's result changed meanwhile)."""
+
+    __slots__ = ("_trial", "_values")
+
+    def __init__(self, trial: "Trial", values: Tuple[Any, ...], items: Any) -> None:
+        super().__init__(items)
+        self._trial: Optional[Trial] = trial
+        self._values = values
+
+    def _adopt(self) -> None:
+        trial, self._trial = self._trial, None
+        if trial is not None and trial._result_values is self._values:
+            trial.last_result = self
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._adopt()
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self._adopt()
+        super().__delitem__(key)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self._adopt()
+        super().update(*args, **kwargs)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        self._adopt()
+        return super().setdefault(key, default)
+
+    def pop(self, *args: Any) -> Any:
+        self._adopt()
+        return super().pop(*args)
+
+    def popitem(self) -> Any:
+        self._adopt()
+        return super().popitem()
+
+    def clear(self) -> None:
+        self._adopt()
+        super().clear()
+
+    def __ior__(self, other: Any) -> "_ResultDict":
+        self._adopt()
+        return super().__ior__(other)
+
+    def __reduce__(self):  # pickles (and deep-copies) as the plain dict it stands for
+        return (dict, (dict(self),))
+
+
 class Trial:
     """One trial as the controller tracks it. Callbacks receive this object.
 
@@ -193,7 +277,10 @@ class Trial:
         self.config = config
         self.trainable_name = trainable_name
         self.experiment_tag = experiment_tag
-        self.evaluated_params = dict(evaluated_params or {})
+        params = dict(evaluated_params or {})
+        # Most search spaces sample every key of a flat config: one dict serves both then.
+        self.evaluated_params = config if type(config) is dict and _same(params, config) \
+            else params
         self.placement_group_factory = placement_group_factory or PlacementGroupFactory(
             [{"CPU": 1}])
         self.experiment_path = experiment_path
@@ -201,10 +288,14 @@ class Trial:
         # local, a staging directory uploaded to remote storage otherwise.
         self.local_experiment_path = local_experiment_path or experiment_path
         self.dirname = dirname
-        self.trial_name = trial_name or f"{trainable_name}_{trial_id}"
+        self._trial_name = trial_name or None  # None: the default, made when read
         self.status = TrialStatus.PENDING
-        self.last_result: Dict[str, Any] = {}
-        self._metric_analysis = MetricAnalysis()
+        # A finished trial keeps its last result as a tuple of values whose keys' tuple
+        # is shared with other trials (a dict of 14 keys is three times its size).
+        self._last_result: Optional[Dict[str, Any]] = {}
+        self._result_keys: Optional[Tuple[str, ...]] = None
+        self._result_values: Optional[Tuple[Any, ...]] = None
+        self._metric_analysis: Optional[MetricAnalysis] = MetricAnalysis()
         self.num_results = 0
         self.num_failures = 0
         self.error_file: Optional[str] = None
@@ -225,6 +316,48 @@ class Trial:
         self.keep_logs_on_restart = False
         # Set once the experiment state holds this trial as finished (written once).
         self.state_saved = False
+
+    @property
+    def trial_name(self) -> str:
+        return self._trial_name or f"{self.trainable_name}_{self.trial_id}"
+
+    @trial_name.setter
+    def trial_name(self, name: str) -> None:
+        self._trial_name = name
+
+    @property
+    def last_result(self) -> Dict[str, Any]:
+        """The newest result (``{}`` before the first). A finished trial's is rebuilt
+        on each read: change it by assigning a new dict."""
+        values = self._result_values
+        if values is None:
+            return self._last_result  # type: ignore[return-value]
+        return _ResultDict(self, values, zip(self._result_keys, values))  # type: ignore[arg-type]
+
+    @last_result.setter
+    def last_result(self, result: Dict[str, Any]) -> None:
+        if self._metric_analysis is None:  # made from the result being replaced: keep it
+            self._metric_analysis = self.metric_analysis
+        self._last_result = result
+        self._result_keys = self._result_values = None
+
+    def _pack(self) -> None:
+        """Keep the last result and the metric analysis compactly: the trial has ended."""
+        result = self._last_result
+        analysis = self._metric_analysis
+        if analysis is None or result is None:
+            return  # packed already
+        if type(result) is dict and result:
+            self._result_keys = _layout(tuple(result))[0]
+            self._result_values = tuple(result.values())
+            self._last_result = None
+            if self.num_results == 1:  # its analysis is that of its one result: made on read
+                again = MetricAnalysis()
+                again.update(result)
+                if again._keys == analysis._keys and again._values == list(analysis._values):
+                    self._metric_analysis = None
+                    return
+        analysis._freeze()
 
     # --- paths -------------------------------------------------------------------------------
     @property
@@ -254,6 +387,8 @@ class Trial:
         if status.is_finished:
             self.end_time = time.time()
         self.status = status
+        if status.is_finished:
+            self._pack()
 
     def is_finished(self) -> bool:
         return self.status.is_finished
@@ -261,7 +396,11 @@ class Trial:
     @property
     def metric_analysis(self) -> MetricAnalysis:
         """Max, min and last value of every numeric metric the trial reported."""
-        return self._metric_analysis
+        analysis = self._metric_analysis
+        if analysis is None:  # a finished trial of one result: that result's
+            analysis = MetricAnalysis()
+            analysis.update(self.last_result)
+        return analysis
 
     @metric_analysis.setter
     def metric_analysis(self, stats: Mapping[str, Mapping[str, Any]]) -> None:
@@ -273,7 +412,7 @@ class Trial:
         :attr:`metric_analysis`."""
         self.last_result = _compact_result(result, self.trial_id)
         self.num_results += 1
-        self._metric_analysis.update(result)
+        self._metric_analysis.update(result)  # type: ignore[union-attr]
 
     def snapshot(self) -> TrialSnapshot:
         return TrialSnapshot(
