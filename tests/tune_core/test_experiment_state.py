@@ -142,3 +142,34 @@ def test_a_new_writer_in_the_directory_starts_new_files_and_removes_the_old(tmp_
     raw = json.load(open(os.path.join(path, STATE_FILE)))
     assert raw["generation"] == 3 and raw["finished_trials"]["count"] == 2
     assert [t["trial_id"] for t in load_experiment_state(path)[1]["trials"]] == ["t0", "t1"]
+
+
+def test_a_finished_trial_whose_config_holds_a_class_of_the_script_loads_in_another(tmp_path):
+    """Finished trials are pickled with the fast standard pickler, except what only
+    cloudpickle can make loadable elsewhere: an enum of the user's ``__main__`` here."""
+    import subprocess
+    import sys
+    import textwrap
+
+    out = tmp_path / "state.pkl"
+    write = textwrap.dedent(f"""
+        import enum
+        from tune_core.experiment.experiment_state import encode_finished
+
+        class Optimizer(str, enum.Enum):
+            ADAM = "adam"
+
+        line, data = encode_finished({{"trial_id": "t1", "config": {{"opt": Optimizer.ADAM}},
+                                      "last_result": {{"loss": 0.5}}}})
+        open({str(out)!r}, "wb").write(data)
+    """)
+    read = textwrap.dedent(f"""
+        import pickle
+        state = pickle.loads(open({str(out)!r}, "rb").read())
+        assert state["config"]["opt"].value == "adam", state
+        assert state["last_result"] == {{"loss": 0.5}}
+    """)
+    for code in (write, read):
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stderr

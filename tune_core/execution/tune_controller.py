@@ -20,6 +20,7 @@ import time
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
+from tune_core._util import release_freed_memory
 from tune_core.callback import Callback, CallbackList
 from tune_core.checkpoint import Checkpoint
 from tune_core.error import TrialError, TuneError
@@ -274,6 +275,7 @@ class TuneController:
             t.state_saved = True
         self._state_dirty = False
         self._release_obsolete_checkpoints()
+        release_freed_memory()  # what the snapshot built and dropped
 
     def _release_obsolete_checkpoints(self) -> None:
         """Checkpoints retention dropped go once no saved state references them, and

@@ -30,6 +30,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -144,10 +145,28 @@ def trial_from_state(state: Dict[str, Any], experiment_path: str,
 
 def encode_finished(state: Dict[str, Any]) -> Tuple[bytes, bytes]:
     """A finished trial's state as its line of the JSON file and its pickle."""
+    line = json.dumps(state, default=_default, allow_nan=True).encode() + b"\n"
+    return line, _pickle(state)
+
+
+def _pickle(value: Any) -> bytes:
+    """``cloudpickle.dumps(value)``, the fast way where that is the same thing.
+
+    The standard pickler is several times faster, and its output is the same except
+    for what cloudpickle stores by value: classes and functions of ``__main__`` (a
+    config value of an enum defined in the user's script, say), which a process with
+    another ``__main__`` could not load by reference. Those (and anything the standard
+    pickler refuses, such as lambdas) go to cloudpickle.
+    """
+    try:
+        data = pickle.dumps(value, protocol=pickle.DEFAULT_PROTOCOL)
+        if b"__main__" not in data:
+            return data
+    except Exception:
+        pass
     import cloudpickle
 
-    line = json.dumps(state, default=_default, allow_nan=True).encode() + b"\n"
-    return line, cloudpickle.dumps(state)
+    return cloudpickle.dumps(value)
 
 
 def finished_files(json_state: Dict[str, Any]) -> List[Tuple[str, int]]:
