@@ -66,9 +66,10 @@ _CHILD = textwrap.dedent("""
         param_space={"n": n_results, "t": tune.grid_search(list(range(n_trials)))},
         tune_config=tune.TuneConfig(scheduler=LagScheduler(), **extra),
         run_config=tune.RunConfig(storage_path=storage, verbose=0))
-    start = time.perf_counter()
+    start, start_wall = time.perf_counter(), time.time()
     results = tuner.fit()
     wall = time.perf_counter() - start
+    end_wall = time.time()
     lags = sorted(LAGS)
     def pct(q):
         return lags[min(len(lags) - 1, int(q * len(lags)))] if lags else None
@@ -79,6 +80,10 @@ _CHILD = textwrap.dedent("""
         "results": len(LAGS),
         "results_per_s": len(LAGS) / wall,
         "results_per_s_steady": (len(LAGS) - 1) / span if span else None,
+        # fit() outside that span: before the first decision (workers starting) and after
+        # the last one (results, logs and state written, workers ended)
+        "before_first_decision_s": DECIDED[0] - start_wall if DECIDED else None,
+        "after_last_decision_s": end_wall - DECIDED[-1] if DECIDED else None,
         "lag_median_s": pct(0.5), "lag_p99_s": pct(0.99), "lag_max_s": lags[-1] if lags else None,
         "last_iterations": sorted(r.metrics.get("training_iteration", 0) for r in results)}))
     ray.shutdown()
@@ -126,6 +131,9 @@ def main(argv=None) -> dict:
               f"results/s   steady {steady or 0:8.0f}/s   lag median {_ms(out['lag_median_s'])}"
               f" ms  p99 {_ms(out['lag_p99_s'])} ms   results {out['results']}"
               f"   errors {out['errors']}")
+        if out.get("before_first_decision_s") is not None:
+            print(f"  {'':16s} first decision {out['before_first_decision_s']:.2f} s into "
+                  f"fit(); fit() returned {out['after_last_decision_s']:.2f} s after the last")
     ours = figures["systems"].get("tune_core")
     for other in ("ray_tune", "ray_tune_reuse"):
         if ours and other in figures["systems"]:
