@@ -85,7 +85,14 @@ class JsonLoggerCallback(_FileLoggerCallback):
     @staticmethod
     def _write_params(trial_dir: str, config: Dict[str, Any]) -> None:
         text = _json_dumps(config, indent=2, sort_keys=True)
-        _write_atomically(os.path.join(trial_dir, EXPR_PARAM_FILE), text)
+        path = os.path.join(trial_dir, EXPR_PARAM_FILE)
+        try:  # the trial's first: there is no file a reader could see half replaced
+            with open(path, "x", encoding="utf-8") as f:
+                f.write(text)
+            return
+        except FileExistsError:
+            pass
+        _write_atomically(path, text)  # a new config (PBT): old or new, never half
 
     def log_trial_result(self, iteration: int, trial: "Trial", result: Dict[str, Any]) -> None:
         line = _json_dumps(result) + "\n"  # outside the lock: the costly part
