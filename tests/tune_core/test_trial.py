@@ -121,3 +121,13 @@ def test_equal_floats_of_a_result_and_evaluated_params_equal_to_the_config_are_s
     zeros.update_last_result({"a": -0.0, "b": 0.0})  # equal, but not the same number
     assert math.copysign(1, zeros.last_result["a"]) == -1
     assert math.copysign(1, zeros.last_result["b"]) == 1
+
+
+def test_the_analysis_of_one_result_is_what_folding_it_in_makes():
+    result = {"loss": 0.5, "n": 3, "done": True, "name": "x", "nan": math.nan, 7: 1.0,
+              "cfg": {"a": 1}, "big": 10 ** 30}
+    folded = MetricAnalysis()
+    folded.update(result)
+    direct = MetricAnalysis.of_result(result)
+    assert list(direct) == list(folded) == ["loss", "n", "big"]
+    assert direct.to_dict() == folded.to_dict()

@@ -98,6 +98,23 @@ class MetricAnalysis(Mapping[str, Mapping[str, Any]]):
         self._keys, self._layout = _layout(self._keys + (sys.intern(key),))
         self._values = list(self._values) + [high, low, last]
 
+    @classmethod
+    def of_result(cls, result: Mapping[str, Any]) -> "MetricAnalysis":
+        """The analysis of a single result: what :meth:`update` makes of it, in one pass."""
+        keys, values = [], []
+        for key, value in result.items():
+            if type(value) is bool or not isinstance(value, (int, float)) or \
+                    not isinstance(key, str):
+                continue
+            if isinstance(value, float) and math.isnan(value):
+                continue
+            keys.append(sys.intern(key))
+            values += (value, value, value)
+        analysis = cls()
+        analysis._keys, analysis._layout = _layout(tuple(keys))
+        analysis._values = values
+        return analysis
+
     def _freeze(self) -> None:
         """Keep the values in a tuple of their exact size (a list keeps room to grow)."""
         self._values = tuple(self._values)  # type: ignore[assignment]
@@ -352,8 +369,7 @@ class Trial:
             self._result_values = tuple(result.values())
             self._last_result = None
             if self.num_results == 1:  # its analysis is that of its one result: made on read
-                again = MetricAnalysis()
-                again.update(result)
+                again = MetricAnalysis.of_result(result)
                 if again._keys == analysis._keys and again._values == list(analysis._values):
                     self._metric_analysis = None
                     return
@@ -398,8 +414,7 @@ class Trial:
         """Max, min and last value of every numeric metric the trial reported."""
         analysis = self._metric_analysis
         if analysis is None:  # a finished trial of one result: that result's
-            analysis = MetricAnalysis()
-            analysis.update(self.last_result)
+            analysis = MetricAnalysis.of_result(self.last_result)
         return analysis
 
     @metric_analysis.setter
