@@ -204,6 +204,18 @@ def _rows_written(path: str) -> int:
     return total
 
 
+def _saved_checkpoints(path: str) -> set:
+    """(trial, checkpoint) pairs the saved experiment state holds for running trials:
+    what a restore resumes from."""
+    try:
+        with open(os.path.join(path, "experiment_state.json")) as f:
+            state = json.load(f)
+    except (OSError, ValueError):  # not written yet
+        return set()
+    return {(t.get("trial_id"), t.get("checkpoint")) for t in state.get("trials") or []
+            if t.get("checkpoint")}
+
+
 def _half_written(path: str) -> List[str]:
     """Checkpoint directories holding the first part of the state but not the second."""
     out = []
@@ -242,6 +254,7 @@ def run_round(args, rng: random.Random, index: int, kill: bool) -> Dict[str, Any
     token = uuid.uuid4().hex
     log_path = os.path.join(args.work, f"driver_{index}.log")
     rows_before = _rows_written(path)
+    saved_before = _saved_checkpoints(path)
     half_before = set(_half_written(path))
     mode = ("checkpoint_write" if rng.random() < args.checkpoint_kill_p else "random_delay") \
         if kill else "none"
@@ -253,8 +266,12 @@ def run_round(args, rng: random.Random, index: int, kill: bool) -> Dict[str, Any
     try:
         deadline = start + args.round_timeout
         if kill:
-            # Kill only once this run has made progress, so that every round counts.
-            while _rows_written(path) <= rows_before and proc.poll() is None:
+            # Kill only once this run has made progress, so that every round counts: new
+            # rows, and a checkpoint in the saved state that the last run did not have
+            # (how far a restore gets back; without it, how early a run's first results
+            # arrive against its first state snapshot decided whether any round resumed).
+            while (_rows_written(path) <= rows_before
+                   or not _saved_checkpoints(path) - saved_before) and proc.poll() is None:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"round {index}: no progress within "
                                        f"{args.round_timeout:.0f} s\n{_tail(log_path)}")
