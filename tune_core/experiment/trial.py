@@ -100,19 +100,9 @@ class MetricAnalysis(Mapping[str, Mapping[str, Any]]):
 
     @classmethod
     def of_result(cls, result: Mapping[str, Any]) -> "MetricAnalysis":
-        """The analysis of a single result: what :meth:`update` makes of it, in one pass."""
-        keys, values = [], []
-        for key, value in result.items():
-            if type(value) is bool or not isinstance(value, (int, float)) or \
-                    not isinstance(key, str):
-                continue
-            if isinstance(value, float) and math.isnan(value):
-                continue
-            keys.append(sys.intern(key))
-            values += (value, value, value)
+        """The analysis of a single result (what a finished trial of one result keeps)."""
         analysis = cls()
-        analysis._keys, analysis._layout = _layout(tuple(keys))
-        analysis._values = values
+        analysis.update(result)
         return analysis
 
     def _freeze(self) -> None:
