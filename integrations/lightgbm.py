@@ -18,16 +18,14 @@ when the callback is created or a model loaded, never by ``import integrations``
 from __future__ import annotations
 
 import os
-import tempfile
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence
 
+from integrations._boosting import Metrics, Postprocess, RoundReporter, model_file
 from tune_core.checkpoint import Checkpoint
 
 __all__ = ["TuneReportCheckpointCallback", "TuneReportCallback", "get_model"]
 
 _DEFAULT_FILENAME = "model.txt"  # LightGBM's text model format
-
-Metrics = Union[None, str, Sequence[str], Mapping[str, str]]
 
 
 def _import_lightgbm(what: str) -> Any:
@@ -59,20 +57,6 @@ def _flatten(evaluation_result_list: Optional[Sequence[Any]]) -> Dict[str, Any]:
     return out
 
 
-def _normalize_metrics(metrics: Metrics, owner: str) -> Union[None, List[str], Dict[str, str]]:
-    if metrics is None:
-        return None
-    if isinstance(metrics, str):
-        return [metrics]
-    if isinstance(metrics, Mapping):
-        return dict(metrics)
-    names = list(metrics)
-    if not all(isinstance(m, str) for m in names):
-        raise ValueError(f"{owner}(metrics={metrics!r}): use None, a metric name, a list of "
-                         f"names or a dict of {{name to report: LightGBM name}}")
-    return names
-
-
 class TuneReportCheckpointCallback:
     """Reports LightGBM's evaluation results after each boosting round; checkpoints the booster.
 
@@ -98,24 +82,15 @@ class TuneReportCheckpointCallback:
 
     def __init__(self, metrics: Metrics = None, filename: str = _DEFAULT_FILENAME,
                  frequency: int = 0, checkpoint_at_end: bool = True,
-                 results_postprocessing_fn: Optional[
-                     Callable[[Dict[str, Any]], Dict[str, Any]]] = None) -> None:
+                 results_postprocessing_fn: Postprocess = None) -> None:
         name = type(self).__name__
         _import_lightgbm(name)
-        if isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 0:
-            raise ValueError(f"{name}(frequency={frequency!r}): use an int >= 0 (0: only "
-                             f"at the end)")
-        if not isinstance(filename, str) or not filename or os.sep in filename:
-            raise ValueError(f"{name}(filename={filename!r}): use a plain file name such as "
-                             f"'model.txt'")
-        if results_postprocessing_fn is not None and not callable(results_postprocessing_fn):
-            raise ValueError(f"{name}(results_postprocessing_fn={results_postprocessing_fn!r})"
-                             f": use a function of the result dict, or None")
-        self._metrics = _normalize_metrics(metrics, name)
-        self._filename = filename
-        self._frequency = frequency
-        self._checkpoint_at_end = bool(checkpoint_at_end)
-        self._postprocess = results_postprocessing_fn
+        self._rounds = RoundReporter(
+            name, "LightGBM", metrics=metrics, filename=filename, frequency=frequency,
+            checkpoint_at_end=checkpoint_at_end, postprocess=results_postprocessing_fn,
+            example_files="'model.txt'",
+            example_metric="'<valid name>-<metric>', e.g. 'eval-binary_logloss'",
+            no_results_hint="pass valid_sets=[...]")
 
     @classmethod
     def get_model(cls, checkpoint: Checkpoint, filename: str = _DEFAULT_FILENAME) -> Any:
@@ -124,43 +99,14 @@ class TuneReportCheckpointCallback:
 
     def __call__(self, env: Any) -> None:
         """LightGBM's callback protocol: called after each boosting round."""
-        flat = _flatten(env.evaluation_result_list)
-        result = self._select(flat)
-        if self._postprocess is not None:
-            result = self._postprocess(result)
+        rounds = self._rounds
+        result = rounds.result(_flatten(env.evaluation_result_list))
         last = env.iteration == env.end_iteration - 1
-        if (self._checkpoint_at_end and last) or \
-                (self._frequency and (env.iteration + 1) % self._frequency == 0):
-            self._report(result, env.model)
+        # lightgbm.cv hands a CVBooster: its save_model writes all its folds' boosters
+        if (rounds.checkpoint_at_end and last) or rounds.checkpoint_due(env.iteration + 1):
+            rounds.report(result, env.model)
         else:
-            self._report(result, None)
-
-    def _select(self, flat: Dict[str, Any]) -> Dict[str, Any]:
-        if self._metrics is None:
-            return flat
-        pairs = (self._metrics.items() if isinstance(self._metrics, dict)
-                 else ((m, m) for m in self._metrics))
-        out = {}
-        for report_name, name in pairs:
-            if name not in flat:
-                raise KeyError(
-                    f"{type(self).__name__}: metric {name!r} is not among the evaluation "
-                    f"results ({', '.join(sorted(flat)) or 'none: pass valid_sets=[...]'}); "
-                    f"names are '<valid name>-<metric>', e.g. 'eval-binary_logloss'")
-            out[report_name] = flat[name]
-        return out
-
-    def _report(self, result: Dict[str, Any], model: Any) -> None:
-        from tune_core.trainable.session import report
-
-        if model is None:
-            report(result)
-            return
-        with tempfile.TemporaryDirectory(prefix="lightgbm_checkpoint_") as directory:
-            # lightgbm.cv hands a CVBooster: save_model writes all its folds' boosters
-            model.save_model(os.path.join(directory, self._filename))
-            # report copies the directory into the trial's storage before it returns
-            report(result, checkpoint=Checkpoint.from_directory(directory))
+            rounds.report(result, None)
 
 
 class TuneReportCallback(TuneReportCheckpointCallback):
@@ -171,8 +117,8 @@ class TuneReportCallback(TuneReportCheckpointCallback):
         results_postprocessing_fn: as for :class:`TuneReportCheckpointCallback`.
     """
 
-    def __init__(self, metrics: Metrics = None, results_postprocessing_fn: Optional[
-            Callable[[Dict[str, Any]], Dict[str, Any]]] = None) -> None:
+    def __init__(self, metrics: Metrics = None,
+                 results_postprocessing_fn: Postprocess = None) -> None:
         super().__init__(metrics=metrics, frequency=0, checkpoint_at_end=False,
                          results_postprocessing_fn=results_postprocessing_fn)
 
@@ -186,12 +132,5 @@ def get_model(checkpoint: "Checkpoint | str | os.PathLike[str]",
         filename: the ``filename`` the callback was created with.
     """
     lightgbm = _import_lightgbm("get_model")
-    if not isinstance(checkpoint, Checkpoint):
-        checkpoint = Checkpoint.from_directory(checkpoint)
-    with checkpoint.as_directory() as directory:
-        path = os.path.join(directory, filename)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{checkpoint!r} has no {filename!r} (it holds "
-                                    f"{sorted(os.listdir(directory))}); pass the filename "
-                                    f"the callback saved with")
+    with model_file(checkpoint, filename) as path:
         return lightgbm.Booster(model_file=path)

@@ -19,9 +19,9 @@ ImportError that says what to install.
 from __future__ import annotations
 
 import os
-import tempfile
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Mapping, Optional, Sequence
 
+from integrations._boosting import Metrics, Postprocess, RoundReporter, model_file
 from tune_core.checkpoint import Checkpoint
 
 __all__ = ["TuneReportCheckpointCallback", "TuneReportCallback", "get_model"]
@@ -34,8 +34,6 @@ except ImportError as _exc:  # pragma: no cover - depends on what is installed
     _IMPORT_ERROR = _exc
 
 _DEFAULT_FILENAME = "model.ubj"  # UBJSON: XGBoost's own compact, portable model format
-
-Metrics = Union[None, str, Sequence[str], Mapping[str, str]]
 
 
 def _import_error(what: str) -> ImportError:
@@ -59,35 +57,6 @@ def _flatten(evals_log: Mapping[str, Mapping[str, Sequence[Any]]]) -> Dict[str, 
             else:
                 out[key] = float(value)
     return out
-
-
-def _select(flat: Dict[str, Any], metrics: Union[None, List[str], Dict[str, str]],
-            owner: str) -> Dict[str, Any]:
-    if metrics is None:
-        return dict(flat)
-    pairs = metrics.items() if isinstance(metrics, dict) else ((m, m) for m in metrics)
-    out = {}
-    for report_name, name in pairs:
-        if name not in flat:
-            raise KeyError(f"{owner}: metric {name!r} is not among the evaluation results "
-                           f"({', '.join(sorted(flat)) or 'none: pass evals=[...]'}); names "
-                           f"are '<eval name>-<metric>', e.g. 'eval-logloss'")
-        out[report_name] = flat[name]
-    return out
-
-
-def _normalize_metrics(metrics: Metrics, owner: str) -> Union[None, List[str], Dict[str, str]]:
-    if metrics is None:
-        return None
-    if isinstance(metrics, str):
-        return [metrics]
-    if isinstance(metrics, Mapping):
-        return dict(metrics)
-    names = list(metrics)
-    if not all(isinstance(m, str) for m in names):
-        raise ValueError(f"{owner}(metrics={metrics!r}): use None, a metric name, a list of "
-                         f"names or a dict of {{name to report: XGBoost name}}")
-    return names
 
 
 class TuneReportCheckpointCallback(_TrainingCallback):  # type: ignore[misc,valid-type]
@@ -118,25 +87,16 @@ class TuneReportCheckpointCallback(_TrainingCallback):  # type: ignore[misc,vali
 
     def __init__(self, metrics: Metrics = None, filename: str = _DEFAULT_FILENAME,
                  frequency: int = 0, checkpoint_at_end: bool = True,
-                 results_postprocessing_fn: Optional[
-                     Callable[[Dict[str, Any]], Dict[str, Any]]] = None) -> None:
+                 results_postprocessing_fn: Postprocess = None) -> None:
         name = type(self).__name__
         if _IMPORT_ERROR is not None:
             raise _import_error(name) from _IMPORT_ERROR
-        if isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 0:
-            raise ValueError(f"{name}(frequency={frequency!r}): use an int >= 0 (0: only "
-                             f"at the end)")
-        if not isinstance(filename, str) or not filename or os.sep in filename:
-            raise ValueError(f"{name}(filename={filename!r}): use a plain file name such as "
-                             f"'model.ubj' or 'model.json'")
-        if results_postprocessing_fn is not None and not callable(results_postprocessing_fn):
-            raise ValueError(f"{name}(results_postprocessing_fn={results_postprocessing_fn!r})"
-                             f": use a function of the result dict, or None")
-        self._metrics = _normalize_metrics(metrics, name)
-        self._filename = filename
-        self._frequency = frequency
-        self._checkpoint_at_end = bool(checkpoint_at_end)
-        self._postprocess = results_postprocessing_fn
+        self._rounds = RoundReporter(
+            name, "XGBoost", metrics=metrics, filename=filename, frequency=frequency,
+            checkpoint_at_end=checkpoint_at_end, postprocess=results_postprocessing_fn,
+            example_files="'model.ubj' or 'model.json'",
+            example_metric="'<eval name>-<metric>', e.g. 'eval-logloss'",
+            no_results_hint="pass evals=[...]")
         self._pending: Optional[Dict[str, Any]] = None  # last round's result, not yet sent
 
     @classmethod
@@ -151,12 +111,11 @@ class TuneReportCheckpointCallback(_TrainingCallback):  # type: ignore[misc,vali
 
     def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
         self._flush()  # the previous round's result, now that it is not the last
-        result = _select(_flatten(evals_log), self._metrics, type(self).__name__)
-        if self._postprocess is not None:
-            result = self._postprocess(result)
-        if self._frequency and (epoch + 1) % self._frequency == 0:
+        rounds = self._rounds
+        result = rounds.result(_flatten(evals_log))
+        if rounds.checkpoint_due(epoch + 1):
             self._report(result, model)
-        elif self._checkpoint_at_end:
+        elif rounds.checkpoint_at_end:
             self._pending = result  # reported with the checkpoint if this is the last round
         else:
             self._report(result, None)
@@ -175,17 +134,11 @@ class TuneReportCheckpointCallback(_TrainingCallback):  # type: ignore[misc,vali
             self._report(result, None)
 
     def _report(self, result: Dict[str, Any], model: Any) -> None:
-        from tune_core.trainable.session import report
-
         # xgboost.cv hands callbacks its folds packed together, which cannot be saved:
         # there is no single booster to checkpoint, so its results come without one.
-        if model is None or not callable(getattr(model, "save_model", None)):
-            report(result)
-            return
-        with tempfile.TemporaryDirectory(prefix="xgboost_checkpoint_") as directory:
-            model.save_model(os.path.join(directory, self._filename))
-            # report copies the directory into the trial's storage before it returns
-            report(result, checkpoint=Checkpoint.from_directory(directory))
+        if model is not None and not callable(getattr(model, "save_model", None)):
+            model = None
+        self._rounds.report(result, model)
 
 
 class TuneReportCallback(TuneReportCheckpointCallback):
@@ -196,8 +149,8 @@ class TuneReportCallback(TuneReportCheckpointCallback):
         results_postprocessing_fn: as for :class:`TuneReportCheckpointCallback`.
     """
 
-    def __init__(self, metrics: Metrics = None, results_postprocessing_fn: Optional[
-            Callable[[Dict[str, Any]], Dict[str, Any]]] = None) -> None:
+    def __init__(self, metrics: Metrics = None,
+                 results_postprocessing_fn: Postprocess = None) -> None:
         super().__init__(metrics=metrics, frequency=0, checkpoint_at_end=False,
                          results_postprocessing_fn=results_postprocessing_fn)
 
@@ -214,14 +167,7 @@ def get_model(checkpoint: "Checkpoint | str | os.PathLike[str]",
         import xgboost
     except ImportError as exc:
         raise _import_error("get_model") from exc
-    if not isinstance(checkpoint, Checkpoint):
-        checkpoint = Checkpoint.from_directory(checkpoint)
-    with checkpoint.as_directory() as directory:
-        path = os.path.join(directory, filename)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{checkpoint!r} has no {filename!r} (it holds "
-                                    f"{sorted(os.listdir(directory))}); pass the filename "
-                                    f"the callback saved with")
+    with model_file(checkpoint, filename) as path:
         booster = xgboost.Booster()
         booster.load_model(path)
     return booster
