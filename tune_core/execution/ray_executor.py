@@ -235,6 +235,7 @@ class RayExecutor(Executor):
         self._max_starting = max_starting_workers
         self._start_limit = max(1, max_starting_workers or 1)
         self._deferred: List[TrialLaunch] = []
+        self._prestart_left: Dict[PlacementGroupFactory, int] = {}  # prestarts not made yet
 
     # --- setup --------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -329,13 +330,26 @@ class RayExecutor(Executor):
         from an earlier experiment); returns how many were started."""
         if not self._reuse_processes():
             return 0
+        self._prestart_left[shape] = count - len(self._idle.get(shape, ()))
+        return self._prestart_more()
+
+    def _prestart_more(self) -> int:
+        """Makes the prestarts left to make while fewer than the limit are starting; the
+        rest as those come up (so that the pool grows to the first wave's size even when
+        its trials end too soon to need new workers)."""
         started = 0
-        while len(self._idle.get(shape, ())) < count and self._starting() < self._start_limit \
-                and _fits(self._free(), shape.required_resources):
-            slot = self._new_slot(shape, "")
-            self._idle.setdefault(shape, []).append(slot)
-            self._refs[slot.actor.ready.remote()] = ("ready", slot)  # says when it is up
-            started += 1
+        for shape, left in list(self._prestart_left.items()):
+            while left > 0 and self._starting() < self._start_limit \
+                    and _fits(self._free(), shape.required_resources):
+                slot = self._new_slot(shape, "")
+                self._idle.setdefault(shape, []).append(slot)
+                self._refs[slot.actor.ready.remote()] = ("ready", slot)  # says when it is up
+                started += 1
+                left -= 1
+            if left > 0 and _fits(self._free(), shape.required_resources):
+                self._prestart_left[shape] = left
+            else:  # made, or no room for them (the trials have it)
+                del self._prestart_left[shape]
         return started
 
     def _starting(self) -> int:
@@ -359,8 +373,15 @@ class RayExecutor(Executor):
         in a new one while fewer than the limit are starting."""
         waiting, self._deferred = self._deferred, []
         for launch in waiting:
-            if self._idle_for(launch.resources) or self._starting() < self._start_limit:
-                self._take(launch.resources.required_resources, -1)
+            shape = launch.resources
+            if self._idle_for(shape):
+                self._take(shape.required_resources, -1)
+                self._start_now(launch)
+                # It waited for a new worker: that one is still made (if there is room),
+                # so the pool grows as it would have if it had started at once.
+                self._prestart_left[shape] = self._prestart_left.get(shape, 0) + 1
+            elif self._starting() < self._start_limit:
+                self._take(shape.required_resources, -1)
                 self._start_now(launch)
             else:
                 self._deferred.append(launch)
@@ -524,6 +545,8 @@ class RayExecutor(Executor):
         self._unblock_new_workers()
         if self._deferred:
             self._start_deferred()
+        if self._prestart_left:
+            self._prestart_more()
         return events
 
     def _on_ready(self, ref: Any, slot: _Slot) -> None:
@@ -649,6 +672,7 @@ class RayExecutor(Executor):
         for launch in self._deferred:
             self._take(launch.resources.required_resources, -1)
         self._deferred = []
+        self._prestart_left = {}
         for slot in list(self._slots.values()):
             slot.healthy = False
             self._release(slot)
