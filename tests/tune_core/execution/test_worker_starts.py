@@ -124,3 +124,18 @@ def test_trials_waiting_for_a_worker_start_as_earlier_ones_come_up(tmp_path):
         assert len(pids) == 2  # each in a new worker (no reuse)
     finally:
         executor.shutdown()
+
+
+def test_short_trials_still_get_as_many_workers_as_fit_at_once(tmp_path):
+    # Trials that end at once free their worker before the waiting trials need a new
+    # one; the pool still grows to what the resources allow (4 at 0.5 CPU on 2 CPUs),
+    # so that the driver always has trials running while it handles the others.
+    import ray
+
+    cpus = int(ray.cluster_resources()["CPU"])
+    results = tune.Tuner(
+        tune.with_resources(report_pid, {"cpu": 0.5}),
+        param_space={"i": tune.grid_search(list(range(200)))},
+        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    assert results.num_errors == 0, results.errors
+    assert len({r.metrics["pid"] for r in results}) == 2 * cpus
