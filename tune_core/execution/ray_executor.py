@@ -232,6 +232,11 @@ class RayExecutor(Executor):
         # New worker processes starting at once: at most as many as there are CPUs to run
         # them (max_starting_workers, or the cluster's CPUs); further trials wait in
         # _deferred with their resources held, and start as earlier workers come up.
+        if max_starting_workers is not None and (
+                isinstance(max_starting_workers, bool) or not isinstance(max_starting_workers, int)
+                or max_starting_workers < 1):
+            raise ValueError(f"RayExecutor: `max_starting_workers` must be an int >= 1 or None "
+                             f"(as many as the cluster has CPUs); got {max_starting_workers!r}")
         self._max_starting = max_starting_workers
         self._start_limit = max(1, max_starting_workers or 1)
         self._deferred: List[TrialLaunch] = []
@@ -342,6 +347,7 @@ class RayExecutor(Executor):
             while left > 0 and self._starting() < self._start_limit \
                     and _fits(self._free(), shape.required_resources):
                 slot = self._new_slot(shape, "")
+                slot.started_at = time.monotonic()
                 self._idle.setdefault(shape, []).append(slot)
                 self._refs[slot.actor.ready.remote()] = ("ready", slot)  # says when it is up
                 started += 1
@@ -359,10 +365,15 @@ class RayExecutor(Executor):
 
     # --- trial control ------------------------------------------------------------------------
     def start_trial(self, launch: TrialLaunch) -> None:
-        if not self._idle_for(launch.resources) and self._starting() >= self._start_limit:
-            self._deferred.append(launch)  # until a starting worker is up
-            self._take(launch.resources.required_resources, +1)
-            return
+        shape = launch.resources
+        if not self._idle_for(shape) and self._starting() >= self._start_limit:
+            # What it takes is made free now, as a start would (idle workers of other
+            # shapes give way); then it waits until a starting worker is up.
+            self._make_room(shape.required_resources)
+            if self._starting() >= self._start_limit:
+                self._deferred.append(launch)
+                self._take(shape.required_resources, +1)
+                return
         self._start_now(launch)
 
     def _idle_for(self, shape: PlacementGroupFactory) -> bool:
@@ -480,8 +491,11 @@ class RayExecutor(Executor):
         if now < self._next_unblock_check:
             return
         self._next_unblock_check = now + 1.0
-        waiting = [s for s in self._slots.values() if not s.reused and not s.pid
-                   and s.pg is not None and now - s.started_at > _IDLE_BLOCKS_S]
+        # New workers not up yet: starting a trial, or prestarted (idle, or taken by a
+        # trial); the trials deferred by the start limit wait for them too.
+        waiting = [s for s in itertools.chain(
+            self._slots.values(), (s for slots in self._idle.values() for s in slots))
+            if not s.up and s.pg is not None and now - s.started_at > _IDLE_BLOCKS_S]
         if not any(_pg_pending(s.pg) for s in waiting):
             return
         logger.debug("A new worker's placement group has waited over %.0f s; ending the "
@@ -559,6 +573,8 @@ class RayExecutor(Executor):
             idle = self._idle.get(slot.shape, [])
             if slot in idle:
                 idle.remove(slot)
+                if not idle:
+                    del self._idle[slot.shape]
                 self._destroy(slot)
             return
         if not slot.pid:

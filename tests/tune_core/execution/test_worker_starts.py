@@ -52,17 +52,29 @@ def test_worker_processes_start_no_more_at_once_than_there_are_cpus(tmp_path):
         param_space={"i": tune.grid_search(list(range(4 * cpus)))},
         run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
     assert results.num_errors == 0, results.errors
-    rows = [r.metrics for r in results]
-    new_workers = [row for row in rows if row["created"] >= fit_started]
-    assert len({row["pid"] for row in new_workers}) > cpus  # more than start at once
+    # Each worker process: when it was created, and when its first trial began (a
+    # worker may run a later trial too, once its first has ended).
+    processes = {}
+    for row in (r.metrics for r in results):
+        created, began = processes.get(row["pid"], (row["created"], row["began"]))
+        processes[row["pid"]] = (created, min(began, row["began"]))
+    new = {pid: times for pid, times in processes.items() if times[0] >= fit_started}
+    assert len(new) > cpus  # more than may start at once
     tick = 1.0 / os.sysconf("SC_CLK_TCK")
-    for new in new_workers:
-        # Workers still starting when this one was created: created before it, and their
-        # trial had not begun yet (with a margin for the clock ticks of "created").
-        starting = [row for row in rows if row is not new
-                    and row["created"] <= new["created"]
-                    and row["began"] > new["created"] + 5 * tick]
-        assert len(starting) <= cpus - 1, (new, starting)
+    for pid, (created, _) in new.items():
+        # Workers still starting when this one was created: created before it, and no
+        # trial had begun in them yet (with a margin for the clock ticks of "created").
+        starting = [other for other, (c, b) in processes.items()
+                    if other != pid and c <= created and b > created + 5 * tick]
+        assert len(starting) <= cpus - 1, (pid, created, starting, processes)
+
+
+def test_max_starting_workers_must_be_a_positive_int():
+    from tune_core.execution.ray_executor import RayExecutor
+
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="max_starting_workers"):
+            RayExecutor(report_pid, max_starting_workers=bad)
 
 
 def report_pid(config):
@@ -76,11 +88,14 @@ def _launch(tmp_path, trial_id):
                        resources=PlacementGroupFactory([{"CPU": 1}]))
 
 
-def _events_until(executor, done, timeout=60.0):
+def _events_until(executor, done, timeout=60.0, polls=None):
     events = []
     deadline = time.monotonic() + timeout
     while not done(events) and time.monotonic() < deadline:
-        events += executor.poll(0.1)
+        new = executor.poll(0.1)
+        if polls is not None:
+            polls.append(new)
+        events += new
     return events
 
 
@@ -96,6 +111,7 @@ def test_a_trial_waiting_for_its_worker_to_start_can_be_stopped_or_paused(tmp_pa
         executor.start_trial(_launch(tmp_path, "waits"))  # after "first"'s worker is up
         assert not executor.can_start(one_cpu)  # its CPU is held for it meanwhile
         (executor.pause_trial if pause else executor.stop_trial)("waits")
+        assert executor.can_start(one_cpu)  # and free again once it is stopped
         events = _events_until(executor, lambda evs: any(
             isinstance(e, TrialFinished) and e.trial_id == "first" for e in evs))
         of_waits = [e for e in events if e.trial_id == "waits"]
@@ -103,7 +119,6 @@ def test_a_trial_waiting_for_its_worker_to_start_can_be_stopped_or_paused(tmp_pa
         assert isinstance(of_waits[0], TrialPaused if pause else TrialStopped)
         assert of_waits[0].checkpoint_path is None  # it never ran: nothing to resume from
         assert any(isinstance(e, TrialStarted) and e.trial_id == "first" for e in events)
-        assert executor.can_start(one_cpu)  # the CPU it held is free again
     finally:
         executor.shutdown()
 
@@ -116,10 +131,15 @@ def test_trials_waiting_for_a_worker_start_as_earlier_ones_come_up(tmp_path):
     try:
         for trial_id in ("a", "b"):
             executor.start_trial(_launch(tmp_path, trial_id))
+        assert executor.num_workers() == 1  # "b"'s is not made while "a"'s starts
+        polls = []
         events = _events_until(executor, lambda evs: {
-            e.trial_id for e in evs if isinstance(e, TrialFinished)} == {"a", "b"})
-        started = [e.trial_id for e in events if isinstance(e, TrialStarted)]
-        assert started == ["a", "b"], events  # in the order they were asked for
+            e.trial_id for e in evs if isinstance(e, TrialFinished)} == {"a", "b"},
+            polls=polls)
+        started_in = {e.trial_id: i for i, new in enumerate(polls) for e in new
+                      if isinstance(e, TrialStarted)}
+        # "b"'s worker is made once "a"'s has answered: its start comes in a later poll
+        assert started_in["a"] < started_in["b"], polls
         pids = {e.pid for e in events if isinstance(e, TrialStarted)}
         assert len(pids) == 2  # each in a new worker (no reuse)
     finally:
