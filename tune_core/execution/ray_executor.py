@@ -238,7 +238,7 @@ class RayExecutor(Executor):
             raise ValueError(f"RayExecutor: `max_starting_workers` must be an int >= 1 or None "
                              f"(as many as the cluster has CPUs); got {max_starting_workers!r}")
         self._max_starting = max_starting_workers
-        self._start_limit = max(1, max_starting_workers or 1)
+        self._start_limit = max_starting_workers or 1  # the cluster's CPUs once it is known
         self._deferred: List[TrialLaunch] = []
         self._prestart_left: Dict[PlacementGroupFactory, int] = {}  # prestarts not made yet
 
@@ -385,17 +385,16 @@ class RayExecutor(Executor):
         waiting, self._deferred = self._deferred, []
         for launch in waiting:
             shape = launch.resources
-            if self._idle_for(shape):
-                self._take(shape.required_resources, -1)
-                self._start_now(launch)
+            idle = self._idle_for(shape)
+            if not idle and self._starting() >= self._start_limit:
+                self._deferred.append(launch)
+                continue
+            self._take(shape.required_resources, -1)
+            self._start_now(launch)
+            if idle:
                 # It waited for a new worker: that one is still made (if there is room),
                 # so the pool grows as it would have if it had started at once.
                 self._prestart_left[shape] = self._prestart_left.get(shape, 0) + 1
-            elif self._starting() < self._start_limit:
-                self._take(shape.required_resources, -1)
-                self._start_now(launch)
-            else:
-                self._deferred.append(launch)
 
     def _start_now(self, launch: TrialLaunch) -> None:
         shape = launch.resources
